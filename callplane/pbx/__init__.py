@@ -1,0 +1,1 @@
+"""The telephony shell: SIP transports, registrar, B2BUA and trunks on asyncio."""

@@ -1,0 +1,5 @@
+"""`python -m callplane` runs the `callplane` command."""
+
+from callplane.cli import main
+
+main()

@@ -1,3 +1,3 @@
-"""Callplane: an open-source contact-center platform built on a pure core and a thin asyncio shell."""
+"""Callplane: an open-source contact center built on a pure core and a thin asyncio shell."""
 
 __version__ = "0.1.0"

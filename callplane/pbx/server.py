@@ -25,10 +25,18 @@ from pathlib import Path
 
 from callplane.core.flood import FloodGuard
 from callplane.core.sip.address import Address
-from callplane.core.sip.dialog import new_branch
+from callplane.core.sip.dialog import new_branch, new_tag
 from callplane.core.sip.digest import ALGORITHMS
 from callplane.core.sip.errors import LocalProtocolError, SipParseError
-from callplane.core.sip.message import MAX_MESSAGE_BYTES, Message, Request, Response, parse
+from callplane.core.sip.message import (
+    MAX_MESSAGE_BYTES,
+    Message,
+    Request,
+    Response,
+    StreamMessageError,
+    make_error_response,
+    parse,
+)
 from callplane.core.sip.transaction import (
     Action,
     CancelTimer,
@@ -44,7 +52,6 @@ from callplane.core.sip.transaction import (
 )
 from callplane.pbx.auth import Authenticator
 from callplane.pbx.registrar import DeleteBinding, Registrar, SaveBinding, StoreOp
-from callplane.pbx.reject import reject_malformed
 from callplane.pbx.service import Pbx
 from callplane.pbx.transport import TcpTransport, UdpTransport
 from callplane.store.db import Store
@@ -197,25 +204,23 @@ class SipServer:
             return
         self._receive(message, source, now)
 
-    def _on_stream_message(
-        self, item: Message | SipParseError, raw: bytes | None, source: Address
-    ) -> None:
+    def _on_stream_message(self, item: Message | SipParseError, source: Address) -> None:
         now = time.time()
         if not self.guard.allow(source.host, now):
             self.dropped += 1
             return
-        if isinstance(item, SipParseError):
-            log.info("bad message from %s: %s", source, item.reason)
-            if raw is not None:
-                self._reject(raw, item, source)
-            return
-        self._receive(item, source, now)
+        if isinstance(item, StreamMessageError):
+            self._reject(item.data, item, source)
+        elif isinstance(item, SipParseError):
+            log.info("closing stream from %s: %s", source, item.reason)
+        else:
+            self._receive(item, source, now)
 
     def _reject(self, data: bytes, error: SipParseError, source: Address) -> None:
         log.info("bad message from %s: %s", source, error.reason)
-        answer = reject_malformed(data, error)
+        answer = make_error_response(data, error, to_tag=new_tag())
         if answer is not None:
-            self._send_bytes(answer, source)
+            self._send_bytes(bytes(answer), source)
 
     def _receive(self, message: Message, source: Address, now: float) -> None:
         try:

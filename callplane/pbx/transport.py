@@ -24,7 +24,7 @@ TCP_CONNECT_TIMEOUT_S = 5.0  # a peer that does not accept within this is unreac
 MAX_TCP_CONNECTIONS = 4096  # one per phone or trunk; above this new inbound ones are refused
 
 DatagramHandler = Callable[[bytes, Address], None]
-StreamHandler = Callable[[Message | SipParseError, bytes | None, Address], None]
+StreamHandler = Callable[[Message | SipParseError, Address], None]
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -75,11 +75,11 @@ class _TcpConnection(asyncio.Protocol):
             items = self._parser.feed(data)
         except SipParseError as exc:
             log.info("closing TCP connection from %s: %s", self.remote, exc.reason)
-            self._owner.on_message(exc, None, self.remote)
+            self._owner.on_message(exc, self.remote)
             self.close()
             return
         for item in items:
-            self._owner.on_message(item, None, self.remote)
+            self._owner.on_message(item, self.remote)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():

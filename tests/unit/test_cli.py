@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import types
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,28 +166,18 @@ def test_bad_db_url_is_a_clean_error(run: Any) -> None:
 def test_serve_hands_every_option_to_the_server(
     run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from callplane.pbx import server
+
     received: list[Any] = []
-
-    @dataclass(frozen=True)
-    class ServeOptions:
-        data_dir: Path
-        db_url: str | None
-        sip_host: str
-        sip_port: int
-        demo: bool
-        flood_max_requests: int
-        flood_window_s: float
-        flood_block_s: float
-        nonce_ttl_s: int
-        log_level: str
-
-    fake = types.ModuleType("callplane.pbx.server")
-    fake.ServeOptions = ServeOptions  # type: ignore[attr-defined]
-    fake.run_server = received.append  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "callplane.pbx.server", fake)
-    ok(run("serve", "--sip-port", "5070", "--no-demo", "--flood-max-requests", "5"))
+    monkeypatch.setattr(server, "run_server", received.append)
+    ok(
+        run(
+            "serve", "--sip-port", "5070", "--no-demo", "--flood-max-requests", "5",
+            "--digest-algorithms", "MD5",
+        )
+    )  # fmt: skip
     assert received == [
-        ServeOptions(
+        server.ServeOptions(
             data_dir=tmp_path / "data",
             db_url=None,
             sip_host="0.0.0.0",
@@ -199,6 +187,7 @@ def test_serve_hands_every_option_to_the_server(
             flood_window_s=2.0,
             flood_block_s=60.0,
             nonce_ttl_s=300,
+            digest_algorithms=("MD5",),
             log_level="INFO",
         )
     ]

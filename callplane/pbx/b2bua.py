@@ -200,6 +200,8 @@ class B2bua:
         call, leg = entry
         if response.cseq.method == "INVITE":
             self._invite_response(call, leg, response, now)
+        if response.status >= 200 and call.state == "ended":
+            self._by_client_tx.pop(tx, None)  # a late final answer on a fork: handled above
 
     def on_timeout(self, tx: TxKey, status: int, now: float) -> None:
         """A client transaction gave up (408/503) or a server one never got its ACK."""
@@ -213,8 +215,7 @@ class B2bua:
             return
         if isinstance(entry, Relay):
             reason = "Request Timeout" if status == 408 else "Service Unavailable"
-            timeout = Response(status, reason, Headers(), b"")
-            self._relay_response(entry, timeout)
+            self._relay_response(entry, make_response(entry.request, status, reason))
             return
         call, leg = entry
         if leg.final is None and leg.invite.method == "INVITE" and tx.method == "INVITE":
@@ -523,7 +524,9 @@ class B2bua:
         if call.a.tx is not None:
             self._by_server_tx.pop(call.a.tx, None)
         for leg in (call.a, *call.forks):
-            if leg.tx is not None:
+            # A fork still ringing keeps its entry until its final answer: a 2xx that crossed
+            # our CANCEL must still be ACKed and hung up (RFC 3261 §9.1, §15).
+            if leg.tx is not None and not (leg.final is None and leg.cancelled):
                 self._by_client_tx.pop(leg.tx, None)
             if leg.dialog is not None:
                 self._by_dialog.pop((leg.dialog.call_id, leg.local_tag), None)

@@ -23,6 +23,9 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
 from callplane.core.flood import FloodGuard
 from callplane.core.sip.address import Address
 from callplane.core.sip.dialog import new_branch, new_tag
@@ -54,7 +57,9 @@ from callplane.pbx.auth import Authenticator
 from callplane.pbx.registrar import DeleteBinding, Registrar, SaveBinding, StoreOp
 from callplane.pbx.service import Pbx
 from callplane.pbx.transport import TcpTransport, UdpTransport
+from callplane.store import repository as repo
 from callplane.store.db import Store
+from callplane.store.errors import StoreError
 from callplane.store.records import CdrRec
 
 log = logging.getLogger("callplane.server")
@@ -82,18 +87,33 @@ class ServeOptions:
     log_level: str = "INFO"
 
 
+@dataclass(frozen=True, slots=True)
+class PurgeRegistrations:
+    """Store action: delete the bindings expired at `now`."""
+
+    now: float
+
+
+WriterItem = StoreOp | CdrRec | PurgeRegistrations
+MAX_WRITE_BATCH = 500  # rows per commit under load: one fsync for many CDRs, bounded latency
+
+
 class StoreWriter:
-    """One thread that applies store writes in order, so the event loop never blocks on disk."""
+    """One thread that applies store writes in order, so the event loop never blocks on disk.
+
+    Under load it commits what has queued up in one transaction (one fsync for many rows); if a
+    batch fails, its items are retried one by one so a single bad row loses nothing else.
+    """
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._queue: queue.Queue[StoreOp | CdrRec | None] = queue.Queue()
+        self._queue: queue.Queue[WriterItem | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, item: StoreOp | CdrRec) -> None:
+    def put(self, item: WriterItem) -> None:
         self._queue.put(item)
 
     def stop(self) -> None:
@@ -102,19 +122,48 @@ class StoreWriter:
         self._thread.join()
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            try:
-                if isinstance(item, CdrRec):
-                    self._store.write_cdr(item)
-                elif isinstance(item, SaveBinding):
-                    self._store.save_registration(item.record)
-                elif isinstance(item, DeleteBinding):
-                    if item.contact is None:
-                        self._store.delete_registrations(item.extension_id)
-                    else:
-                        self._store.delete_registration(item.extension_id, item.contact)
-            except Exception:  # the writer must outlive one bad row; the row is logged
-                log.exception("store write failed for %r", item)
+        running = True
+        while running:
+            batch: list[WriterItem] = []
+            item = self._queue.get()
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= MAX_WRITE_BATCH:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            running = item is not None
+            self._write(batch)
+
+    def _write(self, batch: list[WriterItem]) -> None:
+        if not batch:
+            return
+        try:
+            with self._store.transaction() as session:
+                for item in batch:
+                    _apply(session, item)
+        except (SQLAlchemyError, StoreError):
+            if len(batch) == 1:
+                log.exception("store write failed for %r", batch[0])
+                return
+            for item in batch:
+                self._write([item])
+
+
+def _apply(session: Session, item: WriterItem) -> None:
+    if isinstance(item, CdrRec):
+        repo.write_cdr(session, item)
+    elif isinstance(item, SaveBinding):
+        repo.save_registration(session, item.record)
+    elif isinstance(item, DeleteBinding):
+        if item.contact is None:
+            repo.delete_registrations(session, item.extension_id)
+        else:
+            repo.delete_registration(session, item.extension_id, item.contact)
+    else:
+        repo.purge_registrations(session, item.now)
 
 
 class SipServer:
@@ -182,7 +231,7 @@ class SipServer:
 
     def _schedule_purge(self) -> None:
         def purge() -> None:
-            self.store.purge_registrations(time.time())
+            self.writer.put(PurgeRegistrations(time.time()))
             self._schedule_purge()
 
         assert self._loop is not None

@@ -251,9 +251,12 @@ class B2bua:
             self._invite_answered(call, leg, response, now)
             return
         leg.final = status
-        retry = status in (401, 407) and leg.trunk is not None
-        if retry and self._retry_with_auth(call, leg, response):
-            return
+        if status in (401, 407):
+            if leg.trunk is not None and self._retry_with_auth(call, leg, response):
+                return
+            # The challenge was for our credentials, not the caller's: a 401/407 passed back
+            # would lack the challenge RFC 3261 §22.3 requires and ask the caller to retry.
+            response = _synthetic(leg.invite, 403, "Callee Authentication Failed")
         self._fork_failed(call, leg, response, now)
 
     def _retry_with_auth(self, call: Call, leg: Leg, response: Response) -> bool:

@@ -26,7 +26,7 @@ from callplane.pbx.b2bua import ALLOW, B2bua, Destination
 from callplane.pbx.endpoint import Endpoint
 from callplane.pbx.registrar import Registrar, StoreOp
 from callplane.pbx.trunks import TrunkRegistrations
-from callplane.store.records import Directory, ExtensionRec, TenantRec, TrunkRec
+from callplane.store.records import CdrRec, Directory, ExtensionRec, TenantRec, TrunkRec
 
 log = logging.getLogger("callplane.pbx")
 
@@ -189,7 +189,10 @@ class Pbx:
         )
         if isinstance(route, Refused):
             log.info("call from %s to %r refused: %s", caller.number, dialled, route.reason)
-            self._reply(tx, request, route.status, route.reason)
+            direction = "outbound" if route.status == 403 else "internal"
+            cause = "rejected" if route.status == 403 else "not_found"
+            self._refuse(tx, request, now, route.status, route.reason, cause,
+                         tenant, direction, caller.number, dialled, None)  # fmt: skip
         elif isinstance(route, ToExtension):
             callee = self.directory.extension(tenant.id, route.number)
             assert callee is not None
@@ -208,15 +211,17 @@ class Pbx:
         dialled = _user(request) or (request.to.uri.user or "")
         number = to_e164(dialled, tenant.country)
         did = self.directory.did(number) if number else None
+        caller_number = request.from_.uri.user or "anonymous"
         if did is None or did.tenant_id != tenant.id:
             log.info("trunk %s: no DID %r", trunk.name, dialled)
-            self._reply(tx, request, 404)
+            self._refuse(tx, request, now, 404, None, "not_found",
+                         tenant, "inbound", caller_number, number or dialled, trunk.id)  # fmt: skip
             return
         callee = self.directory.extension(tenant.id, did.destination)
         if callee is None or not callee.enabled:
-            self._reply(tx, request, 404)
+            self._refuse(tx, request, now, 404, None, "not_found",
+                         tenant, "inbound", caller_number, did.number, trunk.id)  # fmt: skip
             return
-        caller_number = request.from_.uri.user or "anonymous"
         self._ring(tx, request, source, now, tenant, callee, caller_number,
                    _display(request), "inbound", trunk.id, to_number=did.number)  # fmt: skip
 
@@ -236,12 +241,15 @@ class Pbx:
         to_number: str | None = None,
     ) -> None:
         """Ring every registered contact of `callee` (404/480 when it has none)."""
+        to_number = to_number or callee.number
         if not callee.enabled:
-            self._reply(tx, request, 404)
+            self._refuse(tx, request, now, 404, None, "not_found",
+                         tenant, direction, caller_number, to_number, trunk_id)  # fmt: skip
             return
         bindings = self.registrar.contacts(callee.id, now)
         if not bindings:
-            self._reply(tx, request, 480, "Not Registered")
+            self._refuse(tx, request, now, 480, "Not Registered", "unavailable",
+                         tenant, direction, caller_number, to_number, trunk_id)  # fmt: skip
             return
         destinations = []
         for binding in bindings:
@@ -258,7 +266,7 @@ class Pbx:
         self.b2bua.start_call(
             tx, request, source, now,
             tenant=tenant, direction=direction, from_number=caller_number,
-            to_number=to_number or callee.number, destinations=destinations,
+            to_number=to_number, destinations=destinations,
             ring_timeout_s=callee.ring_timeout_s, trunk_id=trunk_id,
         )  # fmt: skip
 
@@ -274,7 +282,8 @@ class Pbx:
     ) -> None:
         trunk = next((t for t in self.directory.trunks_of(tenant.id) if t.enabled), None)
         if trunk is None:
-            self._reply(tx, request, 503, "No trunk for outside calls")
+            self._refuse(tx, request, now, 503, "No trunk for outside calls", "failed",
+                         tenant, "outbound", caller.number, number, None)  # fmt: skip
             return
         presented = _presented_number(trunk, caller, request, tenant.country)
         dialled = _format_number(number, trunk.number_format)
@@ -307,6 +316,40 @@ class Pbx:
     def _trunk_for_source(self, source: Address) -> TrunkRec | None:
         return self._trunk_sources.get((source.host, source.port)) or self._trunk_sources.get(
             (source.host, None)
+        )
+
+    def _refuse(
+        self,
+        tx: TxKey,
+        request: Request,
+        now: float,
+        status: int,
+        reason: str | None,
+        cause: str,
+        tenant: TenantRec,
+        direction: str,
+        from_number: str,
+        to_number: str,
+        trunk_id: int | None,
+    ) -> None:
+        """Refuse a call that got past authentication; it still leaves its CDR row."""
+        self._reply(tx, request, status, reason)
+        self._ep.write_cdr(
+            CdrRec(
+                tenant_id=tenant.id,
+                call_id=request.call_id,
+                from_number=from_number,
+                to_number=to_number,
+                direction=direction,
+                trunk_id=trunk_id,
+                started_at=now,
+                answered_at=None,
+                ended_at=now,
+                billable_s=0,
+                hangup_cause=cause,
+                hangup_status=status,
+                hangup_by="system",
+            )
         )
 
     def _reply(

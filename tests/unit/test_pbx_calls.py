@@ -156,6 +156,9 @@ def test_unknown_extension_gets_404_and_rings_nobody(
     final = alice.final(call.invite)
     assert final is not None and final.status == 404
     assert not bob.requests("INVITE")
+    [cdr] = net.cdrs
+    assert (cdr.from_number, cdr.to_number, cdr.direction) == ("1001", "1099", "internal")
+    assert (cdr.hangup_cause, cdr.hangup_status, cdr.answered_at) == ("not_found", 404, None)
 
 
 def test_extension_without_registered_phone_gets_480(net: Network, alice: Phone) -> None:
@@ -163,6 +166,8 @@ def test_extension_without_registered_phone_gets_480(net: Network, alice: Phone)
 
     final = alice.final(call.invite)
     assert final is not None and final.status == 480
+    [cdr] = net.cdrs
+    assert (cdr.to_number, cdr.hangup_cause, cdr.billable_s) == ("1003", "unavailable", 0)
 
 
 def test_call_without_credentials_is_challenged_and_rings_nobody(
@@ -174,6 +179,7 @@ def test_call_without_credentials_is_challenged_and_rings_nobody(
     assert final is not None and final.status == 407
     assert final.headers.get_all("Proxy-Authenticate")
     assert not bob.requests("INVITE")
+    assert not net.cdrs  # a challenge is a handshake, not a call
 
 
 def test_two_phones_ring_and_the_second_is_cancelled_when_the_first_answers(

@@ -145,17 +145,26 @@ class Pbx:
 
     # --- REGISTER ------------------------------------------------------------------------------
 
-    def _register(self, tx: TxKey, request: Request, source: Address, now: float) -> None:
+    def _authenticated(
+        self, tx: TxKey, request: Request, source: Address, now: float, *, proxy: bool
+    ) -> tuple[TenantRec, ExtensionRec] | None:
+        """The tenant and extension a phone proved it is, or None once it has been answered."""
         tenant = self._tenant_for(request)
         if tenant is None:
             self._reply(tx, request, 403, "Unknown domain")
-            return
-        result = self.auth.authenticate(request, source, tenant, now, proxy=False)
+            return None
+        result = self.auth.authenticate(request, source, tenant, now, proxy=proxy)
         if result.response is not None:
             self._ep.send_response(tx, result.response)
+            return None
+        assert result.extension is not None
+        return tenant, result.extension
+
+    def _register(self, tx: TxKey, request: Request, source: Address, now: float) -> None:
+        who = self._authenticated(tx, request, source, now, proxy=False)
+        if who is None:
             return
-        extension = result.extension
-        assert extension is not None
+        tenant, extension = who
         if (request.to.uri.user or "") != extension.number:
             self._reply(tx, request, 403, "Credentials do not match the address of record")
             return
@@ -171,16 +180,10 @@ class Pbx:
         if trunk is not None:
             self._inbound(tx, request, source, trunk, now)
             return
-        tenant = self._tenant_for(request)
-        if tenant is None:
-            self._reply(tx, request, 403, "Unknown domain")
+        who = self._authenticated(tx, request, source, now, proxy=True)
+        if who is None:
             return
-        result = self.auth.authenticate(request, source, tenant, now, proxy=True)
-        if result.response is not None:
-            self._ep.send_response(tx, result.response)
-            return
-        caller = result.extension
-        assert caller is not None
+        tenant, caller = who
         dialled = _user(request)
         route = route_dialled(
             dialled,

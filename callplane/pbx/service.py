@@ -211,9 +211,18 @@ class Pbx:
         if tenant is None:
             self._reply(tx, request, 404)
             return
-        dialled = _user(request) or (request.to.uri.user or "")
-        number = to_e164(dialled, tenant.country)
-        did = self.directory.did(number) if number else None
+        # Providers put the DID in the Request-URI, or call the Contact we registered (user part
+        # = our account name) with the DID only in To: try both, Request-URI first.
+        dialled, number, did = "", None, None
+        for candidate in (_user(request), request.to.uri.user_unescaped or ""):
+            if not candidate:
+                continue
+            dialled = dialled or candidate
+            number = to_e164(candidate, tenant.country)
+            did = self.directory.did(number) if number else None
+            if did is not None and did.tenant_id == tenant.id:
+                dialled = candidate
+                break
         caller_number = request.from_.uri.user or "anonymous"
         if did is None or did.tenant_id != tenant.id:
             log.info("trunk %s: no DID %r", trunk.name, dialled)

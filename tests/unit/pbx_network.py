@@ -370,18 +370,24 @@ class Phone:
         headers: Iterable[tuple[str, str]] = (),
         authenticate: bool = True,
         max_forwards: int = 70,
+        request_user: str | None = None,
     ) -> Outgoing:
-        """INVITE `dialled` through the PBX, answering its 407 once as a phone does."""
+        """INVITE `dialled` through the PBX, answering its 407 once as a phone does.
+
+        `request_user` puts another user in the Request-URI than in To (`dialled`), as a
+        provider calling the Contact the PBX registered does.
+        """
         call_id = f"{secrets.token_hex(6)}@{self.address.host}"
         tag = new_tag()
-        ruri = f"sip:{dialled}@{self.domain}"
+        to = f"sip:{dialled}@{self.domain}"
+        ruri = f"sip:{request_user}@{self.domain}" if request_user else to
         authorization: str | None = None
         for seq in (1, 2):
             h = Headers()
             h.add("Via", self.via())
             h.add("Max-Forwards", str(max_forwards))
             h.add("From", f"<sip:{from_user or self.number}@{self.domain}>;tag={tag}")
-            h.add("To", f"<{ruri}>")
+            h.add("To", f"<{to}>")
             h.add("Call-ID", call_id)
             h.add("CSeq", f"{seq} INVITE")
             h.add("Contact", self.contact())

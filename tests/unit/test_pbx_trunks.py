@@ -88,6 +88,16 @@ def test_call_from_the_trunk_to_a_did_rings_its_extension(dialled: str) -> None:
     assert (cdr.billable_s, cdr.hangup_by) == (TALK_S, "callee")
 
 
+def test_provider_calling_our_registered_contact_is_routed_by_the_did_in_to() -> None:
+    net = _network()
+    _alice, bob, provider = _phones(net)
+
+    provider.call(DID_NUMBER, authenticate=False, request_user="acme")
+
+    ringing = bob.incoming()
+    assert ringing.invite.from_.uri.user == "+33612345678"
+
+
 def test_trunk_call_to_a_number_that_is_not_our_did_gets_404() -> None:
     net = _network()
     _alice, bob, provider = _phones(net)

@@ -9,6 +9,7 @@ everything inside a call goes to the B2BUA. No socket, clock or database here: t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Hashable
 
@@ -105,7 +106,7 @@ class Pbx:
             self._reply(tx, request, 420, headers=[("Unsupported", ", ".join(unsupported))])
             return
         if method == "CANCEL":
-            self.b2bua.on_cancel(tx, request, TxKey(tx.branch, "INVITE", True), now)
+            self.b2bua.on_cancel(tx, request, dataclasses.replace(tx, method="INVITE"), now)
         elif request.to.tag is not None:
             if not self.b2bua.on_in_dialog(tx, request, source, now):
                 self._reply(tx, request, 481)

@@ -842,3 +842,18 @@ def test_any_input_sequence_raises_only_tu_misuse_and_drains(
         now = max(now, timers.pop(due))
         apply(layer.timer_fired(due, now))
     assert len(layer) == 0
+
+
+def test_same_branch_from_two_clients_makes_two_server_transactions() -> None:
+    # RFC 3261 §17.2.3: the top Via's sent-by is part of the match, not the branch alone.
+    layer = TransactionLayer()
+    first = request("OPTIONS", via="SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKsame")
+    second = request("OPTIONS", via="SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKsame")
+
+    got = layer.receive(first, ALICE, 0.0) + layer.receive(
+        second, Address("UDP", "10.0.0.9", 5060), 0.0
+    )
+
+    received = [a for a in got if isinstance(a, RequestReceived)]
+    assert len(received) == 2 and received[0].tx != received[1].tx
+    assert len(layer) == 2

@@ -58,6 +58,9 @@ class TxKey:
     branch: str
     method: str
     server: bool
+    # RFC 3261 §17.2.3: a server transaction is the branch AND the top Via's sent-by, so two
+    # clients that happen to choose the same branch are not confused. Empty on client keys.
+    sent_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +354,7 @@ class TransactionLayer:
 
     def invite_for_cancel(self, cancel: TxKey) -> TxKey | None:
         """The live INVITE server transaction that a CANCEL one targets (RFC 3261 §9.2)."""
-        key = TxKey(cancel.branch, "INVITE", True)
+        key = TxKey(cancel.branch, "INVITE", True, cancel.sent_by)
         return key if key in self._txs else None
 
     # --- client side ---------------------------------------------------------------------------
@@ -474,9 +477,12 @@ class TransactionLayer:
         if not vias:
             return []  # RFC 3261 §8.2.2: no Via, no way to answer; the parser rejects these
         branch = vias[0].branch or ""
-        if not branch.startswith(MAGIC_COOKIE):
+        sent_by = ""
+        if branch.startswith(MAGIC_COOKIE):
+            sent_by = vias[0].sent_by.lower()
+        else:
             branch = _fallback_branch(request, vias[0])
-        key = TxKey(branch, "INVITE" if method == "ACK" else method, True)
+        key = TxKey(branch, "INVITE" if method == "ACK" else method, True, sent_by)
         tx = self._txs.get(key)
         if tx is None:
             if method == "ACK":

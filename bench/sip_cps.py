@@ -55,6 +55,7 @@ SETTLE_S = 2.0  # pause between steps so the previous step's transactions finish
 BUDGET_S_FULL = 290  # per B2BUA: two of them fit in about 10 minutes
 BUDGET_S_QUICK = 60  # per B2BUA: two of them fit in about 2 minutes
 READY_TIMEOUT_S = 30.0  # how long a B2BUA may take to start answering
+SIPP_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024  # SIPp's 64 KiB default drops bursts, for both B2BUAs
 CONCURRENCY_FACTOR = 20  # -l: never let SIPp's own call limit throttle the offered rate
 
 SDP = (
@@ -353,6 +354,8 @@ class Bench:
             "-t",
             "u1",
             "-nostdin",
+            "-buff_size",
+            str(SIPP_SOCKET_BUFFER_BYTES),
             *extra,
         ]
 

@@ -7,6 +7,7 @@ codes stay current with a package upgrade.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ _DIALLABLE_RE = re.compile(r"\+?[0-9*#]+")  # RFC 3966 §3 global/local number d
 STATUS_FORBIDDEN = 403  # RFC 3261 §21.4.4: understood, but the dial plan does not allow it
 STATUS_NOT_FOUND = 404  # RFC 3261 §21.4.5: not an extension nor a number
 STATUS_ADDRESS_INCOMPLETE = 484  # RFC 3261 §21.4.22: too short, the caller should dial more
+
+
+E164_CACHE_SIZE = 4096  # DIDs and caller IDs repeat call after call; parsing one costs ~50 µs
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +234,7 @@ def _unknown_extension(cleaned: str, plan: DialPlan) -> Refused:
     return Refused(reason="no such extension", status=STATUS_NOT_FOUND)
 
 
+@functools.lru_cache(maxsize=E164_CACHE_SIZE)
 def to_e164(number: str, country: str) -> str | None:
     """The E.164 form of a DID or caller ID given in national or international form, or None."""
     cleaned = _clean(number)

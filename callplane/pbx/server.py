@@ -142,6 +142,7 @@ class StoreWriter:
             return
         try:
             with self._store.transaction() as session:
+                repo.write_cdrs(session, [i for i in batch if isinstance(i, CdrRec)])
                 for item in batch:
                     _apply(session, item)
         except (SQLAlchemyError, StoreError):
@@ -153,16 +154,15 @@ class StoreWriter:
 
 
 def _apply(session: Session, item: WriterItem) -> None:
-    if isinstance(item, CdrRec):
-        repo.write_cdr(session, item)
-    elif isinstance(item, SaveBinding):
+    """One registration write (CDRs go in bulk, before)."""
+    if isinstance(item, SaveBinding):
         repo.save_registration(session, item.record)
     elif isinstance(item, DeleteBinding):
         if item.contact is None:
             repo.delete_registrations(session, item.extension_id)
         else:
             repo.delete_registration(session, item.extension_id, item.contact)
-    else:
+    elif isinstance(item, PurgeRegistrations):
         repo.purge_registrations(session, item.now)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
@@ -22,6 +23,10 @@ log = logging.getLogger(__name__)
 TCP_IDLE_TIMEOUT_S = 600.0  # RFC 5626 keep-alives come every 2 min at most; idle longer is dead
 TCP_CONNECT_TIMEOUT_S = 5.0  # a peer that does not accept within this is unreachable for a call
 MAX_TCP_CONNECTIONS = 4096  # one per phone or trunk; above this new inbound ones are refused
+# A burst of a few hundred calls' messages must not overflow the kernel's default 208 KiB and
+# be dropped (each loss costs a 500 ms retransmission, or a failed call when the peer never
+# retransmits); the kernel caps this at net.core.rmem_max / wmem_max.
+UDP_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 
 DatagramHandler = Callable[[bytes, Address], None]
 StreamHandler = Callable[[Message | SipParseError, Address], None]
@@ -111,9 +116,18 @@ class UdpTransport:
             lambda: _UdpProtocol(self.on_datagram), local_addr=(self.host, self.port)
         )
         self._protocol = protocol
-        sock = protocol.transport.get_extra_info("sockname") if protocol.transport else None
+        if protocol.transport is None:
+            return
+        sock = protocol.transport.get_extra_info("socket")
         if sock is not None:
-            self.port = int(sock[1])
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, option, UDP_SOCKET_BUFFER_BYTES)
+                except OSError as exc:  # a smaller buffer still works, it just drops sooner
+                    log.warning("cannot enlarge UDP socket buffer: %s", exc)
+        name = protocol.transport.get_extra_info("sockname")
+        if name is not None:
+            self.port = int(name[1])
 
     def send(self, data: bytes, dest: Address) -> None:
         if self._protocol is not None and self._protocol.transport is not None:

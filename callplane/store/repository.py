@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from callplane.core.dialplan import DialPlan
@@ -518,25 +518,34 @@ def purge_registrations(session: Session, now: float) -> int:
 
 
 def write_cdr(session: Session, cdr: CdrRec) -> None:
-    check_choice("direction", cdr.direction, DIRECTIONS)
-    check_choice("hang-up side", cdr.hangup_by, HANGUP_SIDES)
-    session.add(
-        Cdr(
-            tenant_id=cdr.tenant_id,
-            call_id=cdr.call_id,
-            from_number=cdr.from_number,
-            to_number=cdr.to_number,
-            direction=cdr.direction,
-            trunk_id=cdr.trunk_id,
-            started_at=cdr.started_at,
-            answered_at=cdr.answered_at,
-            ended_at=cdr.ended_at,
-            billable_s=cdr.billable_s,
-            hangup_cause=cdr.hangup_cause,
-            hangup_status=cdr.hangup_status,
-            hangup_by=cdr.hangup_by,
+    write_cdrs(session, [cdr])
+
+
+def write_cdrs(session: Session, cdrs: Sequence[CdrRec]) -> None:
+    """Append CDR rows in one bulk INSERT (executemany): the PBX writes them in batches."""
+    rows = []
+    for cdr in cdrs:
+        check_choice("direction", cdr.direction, DIRECTIONS)
+        check_choice("hang-up side", cdr.hangup_by, HANGUP_SIDES)
+        rows.append(
+            {
+                "tenant_id": cdr.tenant_id,
+                "call_id": cdr.call_id,
+                "from_number": cdr.from_number,
+                "to_number": cdr.to_number,
+                "direction": cdr.direction,
+                "trunk_id": cdr.trunk_id,
+                "started_at": cdr.started_at,
+                "answered_at": cdr.answered_at,
+                "ended_at": cdr.ended_at,
+                "billable_s": cdr.billable_s,
+                "hangup_cause": cdr.hangup_cause,
+                "hangup_status": cdr.hangup_status,
+                "hangup_by": cdr.hangup_by,
+            }
         )
-    )
+    if rows:
+        session.execute(insert(Cdr), rows)
 
 
 def list_cdrs(session: Session, *, tenant: str | None = None, limit: int = 100) -> list[CdrRec]:

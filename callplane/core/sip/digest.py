@@ -117,8 +117,10 @@ def _canonical_algorithm(token: str) -> str:
 
 
 def _hash(algorithm: str, text: str) -> str:
+    # Header values are decoded with surrogateescape, so a username may hold lone surrogates
+    # from bytes that were not UTF-8: they must hash (and fail to match), never raise.
     base = algorithm.removesuffix(_SESS_SUFFIX)
-    return hashlib.new(_HASHES[base], text.encode("utf-8")).hexdigest()
+    return hashlib.new(_HASHES[base], text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def compute_ha1(username: str, realm: str, password: str, algorithm: str = "MD5") -> str:
@@ -301,7 +303,7 @@ class DigestServer:
         if stamp_ms is None:
             return _refused(REASON_FORGED_NONCE)
         if credentials.opaque is not None and not hmac.compare_digest(
-            credentials.opaque.encode(), self.opaque.encode()
+            credentials.opaque.encode("utf-8", "surrogatepass"), self.opaque.encode()
         ):
             return _refused(REASON_OPAQUE_MISMATCH)
         if request_uri is not None and credentials.uri != request_uri:
@@ -319,7 +321,8 @@ class DigestServer:
             nc=credentials.nc,
             qop=credentials.qop,
         )
-        matches = hmac.compare_digest(expected.encode(), credentials.response.lower().encode())
+        answered = credentials.response.lower().encode("utf-8", "surrogatepass")
+        matches = hmac.compare_digest(expected.encode(), answered)
         if not (matches and known):
             return _refused(REASON_BAD_CREDENTIALS)
         now_ms = int(now * 1000)

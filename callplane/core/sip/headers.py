@@ -1,8 +1,9 @@
-"""Structured SIP header values: Via, name-addr (From/To/Contact/Route), CSeq, parameters, digest.
+"""Structured SIP header values: Via, name-addr (From/To/Contact/Route), CSeq, digest.
 
 Grammar from RFC 3261 §25.1; each parser takes one header value (already unfolded) and raises
-SipParseError naming the fault. Header parameter values are kept as written (quoted strings keep
-their quotes) so that serializing gives back an equal value.
+SipParseError naming the fault. Header parameters are lexed by `params` (re-exported here) and
+kept as written (quoted strings keep their quotes) so that serializing gives back an equal value.
+The usual forms are matched by one regex each; the rest, and every fault, take the general path.
 """
 
 from __future__ import annotations
@@ -14,24 +15,42 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar, cast
 
 from callplane.core.sip.errors import LocalProtocolError, SipParseError
-from callplane.core.sip.uri import MAX_PORT, Params, SipUri, format_params, parse_uri
+from callplane.core.sip.params import QUOTED as _QUOTED
+from callplane.core.sip.params import TOKEN as _TOKEN
+from callplane.core.sip.params import find_param as _find_param
+from callplane.core.sip.params import parse_params, quote, split_values, unquote
+from callplane.core.sip.params import set_params as _set_params
+from callplane.core.sip.uri import (
+    MAX_PORT,
+    Params,
+    SipUri,
+    format_params,
+    parse_uri,
+    split_plain_params,
+)
 
 T = TypeVar("T")
 MAX_CSEQ = 2**31  # RFC 3261 §8.1.1.5: the CSeq sequence number MUST be less than 2**31
 
-_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
-_QUOTED = r'"(?:[^"\\]|\\[\s\S])*"'
 _TOKEN_RE = re.compile(_TOKEN)
 _QUOTED_RE = re.compile(_QUOTED)
-_QUOTED_PAIR_RE = re.compile(r"\\([\s\S])")
 _DISPLAY_TOKENS_RE = re.compile(rf"{_TOKEN}(?:[ \t]+{_TOKEN})*")
-# RFC 3261 §25.1 generic-param: token [EQUAL (token / host / quoted-string)]
-_PARAM_RE = re.compile(rf"[ \t]*;[ \t]*({_TOKEN})(?:[ \t]*=[ \t]*({_QUOTED}|[^\s;,\"=<>]+))?[ \t]*")
+# The usual name-addr forms, `"Name" <uri>;p=v` (no escapes), `Name <uri>` and `<uri>`, with
+# plain parameters; anything else takes the general path, which also names the fault.
+_PLAIN_NAME_ADDR_RE = re.compile(
+    rf'(?:"([^"\\]*)"[ \t]*|({_TOKEN}(?:[ \t]+{_TOKEN})*)[ \t]*)?<([^\s<>"]+)>'
+    rf"((?:;{_TOKEN}(?:=[^\s;,\"=<>]+)?)*)"
+)
 _VIA_RE = re.compile(
     rf"SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*({_TOKEN})[ \t]+"
     r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?"
     r"((?:[ \t]*;[\s\S]*)?)",
     re.IGNORECASE,
+)
+# The usual Via, `SIP/2.0/UDP host:port;p=v;flag`, without LWS or quoted parameter values.
+_PLAIN_VIA_RE = re.compile(
+    rf"SIP/2\.0/({_TOKEN}) ([A-Za-z0-9\-_.]+)(?::([0-9]{{1,5}}))?"
+    rf"((?:;{_TOKEN}(?:=[^\s;,\"=<>]+)?)*)"
 )
 _CSEQ_RE = re.compile(rf"([0-9]{{1,10}})[ \t]+({_TOKEN})")
 _AUTH_SCHEME_RE = re.compile(rf"[ \t]*({_TOKEN})(?:[ \t]+|$)")
@@ -74,39 +93,31 @@ _LIST_HEADERS = frozenset({
     "call-info", "error-info", "p-asserted-identity",
 })  # fmt: skip
 
-_COMMA_SCAN_RE = re.compile(r'"(?:[^"\\]|\\[\s\S])*"|<[^>]*>|,|[^,"<]+|["<]')
+# Every spelling of a known name that peers and our own code write, to its (key, canonical name):
+# canonical, lower-case and compact forms, so the usual lookup is one dict probe.
+_SPELLINGS: dict[str, tuple[str, str]] = {}
+for _known in _CANONICAL.values():
+    _SPELLINGS[_known[1]] = _SPELLINGS[_known[0]] = _known
+for _compact, _name in _COMPACT_FORMS.items():
+    _SPELLINGS[_compact] = _SPELLINGS[_compact.upper()] = _CANONICAL[_name.lower()]
 
 
 def _canon(name: str) -> tuple[str, str]:
     """(lookup key, name to write): compact and any-case forms of known names become canonical."""
-    known = _CANONICAL.get(name.lower())
-    return known if known is not None else (name.lower(), name)
+    known = _SPELLINGS.get(name)
+    if known is None:
+        known = _CANONICAL.get(name.lower())
+        if known is None:
+            return (name.lower(), name)
+    return known
 
 
-def split_values(value: str) -> list[str]:
-    """Split a header value on top-level commas, not those in quotes, <...> or after "\\".
+def _key(name: str) -> str:
+    known = _SPELLINGS.get(name)
+    return known[0] if known is not None else _canon(name)[0]
 
-    Empty elements are dropped; an unbalanced quote or "<" raises SipParseError.
-    """
-    if '"' not in value and "<" not in value:
-        return [p for p in (part.strip(" \t") for part in value.split(",")) if p]
-    out: list[str] = []
-    current: list[str] = []
-    for m in _COMMA_SCAN_RE.finditer(value):
-        piece = m.group()
-        if piece == ",":
-            item = "".join(current).strip(" \t")
-            if item:
-                out.append(item)
-            current = []
-        elif piece in ('"', "<"):
-            raise SipParseError(f"unbalanced {piece!r} in header value {value[:60]!r}")
-        else:
-            current.append(piece)
-    item = "".join(current).strip(" \t")
-    if item:
-        out.append(item)
-    return out
+
+_MISSING = object()  # not yet in Headers._cache (a parser may return None)
 
 
 def _check_value(name: str, value: str) -> str:
@@ -120,13 +131,18 @@ class Headers:
     k, c, o, u, r, x, a, j, b, d, y, n) are expanded to canonical full names (Call-ID, Contact,
     Content-Encoding, Content-Length, From, To, Via, Subject, Supported, Content-Type, Event,
     Allow-Events, Refer-To, Session-Expires, Accept-Contact, Reject-Contact, Referred-By,
-    Request-Disposition, Identity, Identity-Info), as RFC 3261 §7.3.3 makes them equivalent."""
+    Request-Disposition, Identity, Identity-Info), as RFC 3261 §7.3.3 makes them equivalent.
 
-    __slots__ = ("_cache", "_items")
+    Lines are kept in order for serializing and indexed by key for lookups; the wire form of the
+    lines is kept until one changes, so a retransmitted message costs a join at most."""
+
+    __slots__ = ("_cache", "_index", "_items", "_wire")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str, str]] = []  # (lower-case key, name, value)
+        self._index: dict[str, list[str]] = {}  # values by key, in line order
         self._cache: dict[str, object] = {}  # parsed values by key, dropped when lines change
+        self._wire: bytes | None = None  # the lines serialized, dropped when lines change
         for name, value in items:
             self.add(name, value)
 
@@ -135,73 +151,98 @@ class Headers:
         headers = cls.__new__(cls)
         headers._items = items
         headers._cache = {}
+        headers._wire = None
+        headers._reindex()
         return headers
+
+    def _reindex(self) -> None:
+        index: dict[str, list[str]] = {}
+        for k, _, v in self._items:
+            values = index.get(k)
+            if values is None:
+                index[k] = [v]
+            else:
+                values.append(v)
+        self._index = index
 
     @classmethod
     def parse_lines(cls, lines: list[str]) -> Headers:
         """Headers from the lines after a start line, unfolding continuation lines (RFC 3261
         §7.3.1); a second line of a single-value header (Call-ID, CSeq...) is an error."""
         items: list[tuple[str, str, str]] = []
-        seen: set[str] = set()
+        index: dict[str, list[str]] = {}
+        spelling = _SPELLINGS.get
         for line in lines:
-            if line[:1] in (" ", "\t"):
-                if not items:
-                    raise SipParseError("continuation line before the first header")
-                more = line.strip(" \t")
-                if more:
-                    k, n, v = items[-1]
-                    items[-1] = (k, n, f"{v} {more}" if v else more)
-                continue
             name, colon, value = line.partition(":")
-            if not colon:
-                raise SipParseError(f"bad header line {line[:60]!r}")
-            name = name.rstrip(" \t")
-            known = _CANONICAL.get(name.lower())
+            known = spelling(name)
             if known is None:
-                if not _TOKEN_RE.fullmatch(name):
-                    raise SipParseError(f"bad header name {name[:60]!r}")
-                known = (name.lower(), name)
+                if line[:1] in (" ", "\t"):
+                    if not items:
+                        raise SipParseError("continuation line before the first header")
+                    more = line.strip(" \t")
+                    if more:
+                        k, n, v = items[-1]
+                        v = f"{v} {more}" if v else more
+                        items[-1] = (k, n, v)
+                        index[k][-1] = v
+                    continue
+                if not colon:
+                    raise SipParseError(f"bad header line {line[:60]!r}")
+                name = name.rstrip(" \t")
+                known = _CANONICAL.get(name.lower())
+                if known is None:
+                    if not _TOKEN_RE.fullmatch(name):
+                        raise SipParseError(f"bad header name {name[:60]!r}")
+                    known = (name.lower(), name)
             key = known[0]
-            if key in _TRACKED:
-                if key in seen and key in _SINGLE_VALUE:
-                    raise SipParseError(f"multiple {known[1]} headers")
-                seen.add(key)
-            items.append((key, known[1], value.strip(" \t")))
-        return cls._from_lines(items)
+            value = value.strip(" \t")
+            values = index.get(key)
+            if values is None:
+                index[key] = [value]
+            elif key in _SINGLE_VALUE:
+                raise SipParseError(f"multiple {known[1]} headers")
+            else:
+                values.append(value)
+            items.append((key, known[1], value))
+        headers = cls.__new__(cls)
+        headers._items = items
+        headers._index = index
+        headers._cache = {}
+        headers._wire = None
+        return headers
 
     def cached(self, key: str, parser: Callable[[Headers], T]) -> T:
         """`parser(self)`, computed once and kept until a line of `key` changes."""
-        try:
-            return cast(T, self._cache[key])
-        except KeyError:
-            value = parser(self)
-            self._cache[key] = value
-            return value
+        value = self._cache.get(key, _MISSING)
+        if value is _MISSING:
+            value = self._cache[key] = parser(self)
+        return cast(T, value)
 
     def _changed(self, key: str) -> None:
         self._cache.pop(key, None)
+        self._wire = None
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first line's value, or `default`."""
-        key = _canon(name)[0]
-        for k, _, v in self._items:
-            if k == key:
-                return v
-        return default
+        known = _SPELLINGS.get(name)
+        values = self._index.get(known[0] if known is not None else _canon(name)[0])
+        return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
         """Every line's value, in order, not split on commas."""
-        key = _canon(name)[0]
-        return [v for k, _, v in self._items if k == key]
+        return list(self._index.get(_key(name), ()))
 
     def values(self, name: str) -> list[str]:
         """Every value of a list header (Via, Contact, Route, Allow...), lines split on
         top-level commas. Not for headers whose values hold bare commas (Date, WWW-Authenticate)."""
-        key = _canon(name)[0]
+        lines = self._index.get(_key(name))
+        if not lines:
+            return []
+        if len(lines) == 1:
+            return split_values(lines[0])
         out: list[str] = []
-        for k, _, v in self._items:
-            if k == key:
-                out += split_values(v)
+        for v in lines:
+            out += split_values(v)
         return out
 
     def set(self, name: str, value: str) -> None:
@@ -210,19 +251,30 @@ class Headers:
         _check_name(name)
         line = (key, display, _check_value(name, value))
         items = self._items
-        for i, (k, _, _) in enumerate(items):
-            if k == key:
-                self._items = items[:i] + [line] + [it for it in items[i + 1 :] if it[0] != key]
-                break
+        if key in self._index:
+            for i, (k, _, _) in enumerate(items):
+                if k == key:
+                    self._items = items[:i] + [line] + [it for it in items[i + 1 :] if it[0] != key]
+                    break
         else:
             items.append(line)
+        self._index[key] = [line[2]]
         self._changed(key)
 
     def add(self, name: str, value: str) -> None:
         """Append a line."""
-        key, display = _canon(name)
-        _check_name(name)
-        self._items.append((key, display, _check_value(name, value)))
+        known = _SPELLINGS.get(name)
+        if known is None:
+            known = _canon(name)
+            _check_name(name)
+        key, display = known
+        line = (key, display, _check_value(name, value))
+        self._items.append(line)
+        values = self._index.get(key)
+        if values is None:
+            self._index[key] = [line[2]]
+        else:
+            values.append(line[2])
         self._changed(key)
 
     def prepend(self, name: str, value: str) -> None:
@@ -232,18 +284,22 @@ class Headers:
         line = (key, display, _check_value(name, value))
         index = next((i for i, (k, _, _) in enumerate(self._items) if k == key), 0)
         self._items.insert(index, line)
+        self._index[key] = [line[2], *self._index.get(key, ())]
         self._changed(key)
 
     def remove(self, name: str) -> None:
         """Remove every line of `name`."""
-        key = _canon(name)[0]
-        self._items = [it for it in self._items if it[0] != key]
+        key = _key(name)
+        if self._index.pop(key, None) is not None:
+            self._items = [it for it in self._items if it[0] != key]
         self._changed(key)
 
     def remove_first(self, name: str) -> str | None:
         """Remove the first value: for list headers (Via, Route...) the first comma-separated value
         of the first line, keeping the rest of that line; otherwise the first line."""
-        key = _canon(name)[0]
+        key = _key(name)
+        if key not in self._index:
+            return None
         for i, (k, display, v) in enumerate(self._items):
             if k != key:
                 continue
@@ -251,23 +307,38 @@ class Headers:
             if key in _LIST_HEADERS and ("," in v):
                 parts = split_values(v)
                 if len(parts) > 1:
-                    self._items[i] = (k, display, ", ".join(parts[1:]))
+                    rest = ", ".join(parts[1:])
+                    self._items[i] = (k, display, rest)
+                    self._index[key][0] = rest
                     return parts[0]
             del self._items[i]
+            values = self._index[key]
+            if len(values) > 1:
+                del values[0]
+            else:
+                del self._index[key]
             return v
-        return None
+        return None  # pragma: no cover  # the index names only keys that have lines
 
     def copy(self) -> Headers:
         """An independent copy (parsed values are shared: they are immutable)."""
         headers = Headers._from_lines(list(self._items))
         headers._cache = dict(self._cache)
+        headers._wire = self._wire
         return headers
+
+    def wire(self) -> bytes:
+        """The lines as sent, `Name: value` each followed by CRLF (kept until a line changes)."""
+        wire = self._wire
+        if wire is None:
+            text = "".join([f"{n}: {v}\r\n" for _, n, v in self._items])
+            wire = self._wire = text.encode("utf-8", "surrogateescape")
+        return wire
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = _canon(name)[0]
-        return any(k == key for k, _, _ in self._items)
+        return name in self._index or _key(name) in self._index
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return ((n, v) for _, n, v in self._items)
@@ -289,62 +360,6 @@ class Headers:
 def _check_name(name: str) -> None:
     if not _TOKEN_RE.fullmatch(name):
         raise LocalProtocolError(f"bad header name {name!r}")
-
-
-def quote(text: str) -> str:
-    """`text` as a quoted-string, with `"` and `\\` escaped (RFC 3261 §25.1 quoted-pair)."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def unquote(text: str) -> str:
-    """The content of a quoted-string with quoted-pairs resolved; other text is returned as is."""
-    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
-        return _QUOTED_PAIR_RE.sub(r"\1", text[1:-1])
-    return text
-
-
-def parse_params(text: str) -> Params:
-    """Parse header parameters `;a=b ; c ;d="x y"` (the leading ";" is optional).
-
-    Values are kept as written (quotes included); RFC 3261 §7.3.1 allows LWS around ";" and "=".
-    """
-    stripped = text.strip(" \t")
-    if not stripped:
-        return ()
-    if stripped[0] != ";":
-        stripped = ";" + stripped
-    out: list[tuple[str, str | None]] = []
-    pos = 0
-    end = len(stripped)
-    while pos < end:
-        m = _PARAM_RE.match(stripped, pos)
-        if m is None:
-            raise SipParseError(f"bad header parameters {text[:80]!r}")
-        out.append((m.group(1), m.group(2)))
-        pos = m.end()
-    return tuple(out)
-
-
-def _find_param(params: Params, name: str) -> tuple[bool, str | None]:
-    wanted = name.lower()
-    for n, v in params:
-        if n.lower() == wanted:
-            return True, v
-    return False, None
-
-
-def _set_params(params: Params, changes: dict[str, str | None]) -> Params:
-    """Replace parameters by name (case-insensitive, keeping position) or append new ones."""
-    out = list(params)
-    for name, value in changes.items():
-        wanted = name.lower()
-        for i, (n, _) in enumerate(out):
-            if n.lower() == wanted:
-                out[i] = (n, value)
-                break
-        else:
-            out.append((name, value))
-    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,6 +415,12 @@ class Via:
 
 def parse_via(value: str) -> Via:
     """Parse one Via value (not a comma list), allowing LWS around "/" as RFC 3261 §25.1 does."""
+    m = _PLAIN_VIA_RE.fullmatch(value)
+    if m is not None:
+        transport, host, port_text, params_text = m.groups()
+        port = None if port_text is None else int(port_text)
+        if port is None or port <= MAX_PORT:
+            return Via(transport.upper(), host, port, split_plain_params(params_text))
     m = _VIA_RE.fullmatch(value.strip(" \t"))
     if m is None:
         raise SipParseError(f"bad Via header {value[:80]!r}")
@@ -462,6 +483,11 @@ def parse_name_addr(value: str) -> NameAddr:
     must be in angle brackets (RFC 3261 §20.10).
     """
     text = value.strip(" \t")
+    m = _PLAIN_NAME_ADDR_RE.fullmatch(text)
+    if m is not None:
+        quoted, tokens, uri_text, params_text = m.groups()
+        uri, params = parse_uri(uri_text), split_plain_params(params_text)
+        return NameAddr(quoted if quoted is not None else tokens, uri, params)
     display: str | None
     if text.startswith('"'):
         qm = _QUOTED_RE.match(text)

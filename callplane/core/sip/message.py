@@ -159,8 +159,9 @@ def _serialize(start: str, headers: Headers, body: bytes) -> bytes:
     length = str(len(body))
     if headers.get("content-length") != length:
         headers.set("Content-Length", length)
-    lines = [start, *(f"{n}: {v}" for n, v in headers), "", ""]
-    return "\r\n".join(lines).encode("utf-8", "surrogateescape") + body
+    return b"".join(
+        (start.encode("utf-8", "surrogateescape"), b"\r\n", headers.wire(), b"\r\n", body)
+    )
 
 
 @dataclass(slots=True, eq=True)
@@ -264,10 +265,10 @@ def parse(data: bytes) -> Message:
     if end < 0:
         raise SipParseError("no empty line after the headers")
     head = data[:end].decode("utf-8", "surrogateescape")
-    crlf = head.count("\r\n")
+    lines = head.split("\r\n")
+    crlf = len(lines) - 1
     if head.count("\r") != crlf or head.count("\n") != crlf:
         raise SipParseError("bare CR or LF in the message head")
-    lines = head.split("\r\n")
     start = lines[0]
     message: Message
     if start[:4].upper() == "SIP/":
@@ -345,17 +346,18 @@ def make_response(
     """A response to `request` per RFC 3261 §8.2.6: Via (all), From, To (with `to_tag` added when
     it has none), Call-ID and CSeq copied; Timestamp copied into a 100 (§8.2.6.1)."""
     source = request.headers
-    out = Headers()
-    for value in source.get_all("Via"):
-        out.add("Via", value)
-    out.add("From", source.get("From") or "")
-    out.add("To", _to_with_tag(source.get("To") or "", to_tag))
-    out.add("Call-ID", source.get("Call-ID") or "")
-    out.add("CSeq", source.get("CSeq") or "")
+    lines = [("via", "Via", via) for via in source.get_all("via")]
+    lines += [
+        ("from", "From", source.get("from") or ""),
+        ("to", "To", _to_with_tag(source.get("to") or "", to_tag, request)),
+        ("call-id", "Call-ID", source.get("call-id") or ""),
+        ("cseq", "CSeq", source.get("cseq") or ""),
+    ]
     if status == 100:
-        timestamp = source.get("Timestamp")
+        timestamp = source.get("timestamp")
         if timestamp is not None:
-            out.add("Timestamp", timestamp)
+            lines.append(("timestamp", "Timestamp", timestamp))
+    out = Headers._from_lines(lines)
     for name, value in headers:
         out.add(name, value)
     response = Response(status, reason if reason is not None else default_reason(status), out, body)
@@ -363,16 +365,20 @@ def make_response(
     return response
 
 
-def _to_with_tag(to: str, tag: str | None) -> str:
+def _to_with_tag(to: str, tag: str | None, request: Request | None = None) -> str:
+    """`to` with `;tag=tag` added unless it has a tag; `request`, when given, is where `to` is
+    from, and its cached To is read instead of parsing `to` again."""
     if tag is None:
         return to
     try:
-        if parse_name_addr(to).tag is not None:
+        if (request.to if request is not None else parse_name_addr(to)).tag is not None:
             return to
     except SipParseError:
         if ";tag=" in to.replace(" ", "").lower():
             return to
-    return f"{to};tag={tag}"
+    if "\r" in tag or "\n" in tag:
+        raise LocalProtocolError("header To value contains CR or LF")
+    return f"{to};tag={tag}".rstrip(" \t")
 
 
 def default_reason(status: int) -> str:

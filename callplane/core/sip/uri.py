@@ -8,6 +8,7 @@ RFC 3261 §19.1.4 compares URIs with escapes decoded.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -19,6 +20,11 @@ from callplane.core.sip.errors import SipParseError
 SUPPORTED_SCHEMES = frozenset({"sip", "sips", "tel"})
 MAX_PORT = 65_535  # a port is 16 bits (RFC 768, RFC 793)
 UNSUPPORTED_SCHEME_STATUS = 416  # RFC 3261 §21.4.15: Unsupported URI Scheme
+# Parsed URIs are immutable and the same few recur in every call of a phone or trunk (Request-URI,
+# From, To, Contact), so recent ones are kept: at most URI_CACHE_SIZE of at most
+# URI_CACHE_MAX_CHARS each, about 1 MB, which hostile traffic can churn but not grow.
+URI_CACHE_SIZE = 2_048
+URI_CACHE_MAX_CHARS = 256
 
 # RFC 3261 §25.1 character classes; "%" is allowed here and escapes are checked on their own.
 _UNRESERVED = r"A-Za-z0-9\-_.!~*'()%"
@@ -30,6 +36,9 @@ _HOSTPORT_RE = re.compile(
     rf"(?:\?([{_UNRESERVED}\[\]/?:+$]+=[{_UNRESERVED}\[\]/?:+$]*"
     rf"(?:&[{_UNRESERVED}\[\]/?:+$]+=[{_UNRESERVED}\[\]/?:+$]*)*))?"
 )
+# A lower-case sip:/sips: URI in one pass; anything else takes the step-by-step path of
+# `parse_uri`, which also names the fault. Userinfo holds no "@" and nothing after it may.
+_PLAIN_SIP_RE = re.compile(rf"(sips?):(?:{_USERINFO_RE.pattern}@)?{_HOSTPORT_RE.pattern}")
 _TEL_RE = re.compile(r"([0-9A-Fa-f*#+\-.()pPwW]+)((?:;[A-Za-z0-9\-_.!~*'()%\[\]/:&+$=]+)*)")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -41,8 +50,9 @@ def _unescape(text: str) -> str:
     return unquote(text, errors="surrogateescape") if "%" in text else text
 
 
-def _split_params(text: str) -> Params:
-    """`;a=b;c` -> (("a", "b"), ("c", None)); the text was already checked by a regex."""
+def split_plain_params(text: str) -> Params:
+    """`;a=b;c` -> (("a", "b"), ("c", None)); the text was already checked by a regex, so no
+    name or value holds ";", "=", blanks or quotes."""
     if not text:
         return ()
     out: list[tuple[str, str | None]] = []
@@ -120,6 +130,23 @@ def parse_uri(text: str) -> SipUri:
     Another well-formed scheme raises SipParseError with status 416 (RFC 3261 §8.2.2.1); anything
     else that is not a URI raises it with status 400.
     """
+    if len(text) <= URI_CACHE_MAX_CHARS:
+        return _parse_uri_cached(text)
+    return _parse_uri(text)
+
+
+def _parse_uri(text: str) -> SipUri:
+    m = _PLAIN_SIP_RE.fullmatch(text)
+    if m is not None and ("%" not in text or not _BAD_ESCAPE_RE.search(text)):
+        scheme, user, password, host, port_text, params_text, headers_text = m.groups()
+        if host[0] != "[" and port_text is None and not headers_text:
+            return SipUri(scheme, user, password, host, None, split_plain_params(params_text))
+        return _sip_uri(text, scheme, user, password, host, port_text, params_text, headers_text)
+    return _parse_uri_steps(text)
+
+
+def _parse_uri_steps(text: str) -> SipUri:
+    """The general path: scheme, userinfo, then hostport, each refused with its own reason."""
     scheme_text, colon, rest = text.partition(":")
     scheme = scheme_text.lower()
     if not colon or not _SCHEME_RE.fullmatch(scheme_text):
@@ -132,7 +159,7 @@ def parse_uri(text: str) -> SipUri:
         m = _TEL_RE.fullmatch(rest)
         if m is None:
             raise SipParseError(f"bad tel URI {text[:80]!r}")
-        return SipUri("tel", m.group(1), None, "", None, _split_params(m.group(2)))
+        return SipUri("tel", m.group(1), None, "", None, split_plain_params(m.group(2)))
     user: str | None = None
     password: str | None = None
     # The user part may hold ";" and "?" (RFC 3261 §25.1 user-unreserved) but never "@", so the
@@ -147,7 +174,22 @@ def parse_uri(text: str) -> SipUri:
     hm = _HOSTPORT_RE.fullmatch(rest)
     if hm is None:
         raise SipParseError(f"bad URI {text[:80]!r}")
-    host, port_text, params_text, headers_text = hm.groups()
+    return _sip_uri(text, scheme, user, password, *hm.groups())
+
+
+_parse_uri_cached = functools.lru_cache(maxsize=URI_CACHE_SIZE)(_parse_uri)
+
+
+def _sip_uri(
+    text: str,
+    scheme: str,
+    user: str | None,
+    password: str | None,
+    host: str,
+    port_text: str | None,
+    params_text: str,
+    headers_text: str | None,
+) -> SipUri:
     if host.startswith("["):
         try:
             ipaddress.IPv6Address(host[1:-1])
@@ -161,4 +203,4 @@ def parse_uri(text: str) -> SipUri:
     headers: tuple[tuple[str, str], ...] = ()
     if headers_text:
         headers = tuple((n, v) for n, _, v in (h.partition("=") for h in headers_text.split("&")))
-    return SipUri(scheme, user, password, host, port, _split_params(params_text), headers)
+    return SipUri(scheme, user, password, host, port, split_plain_params(params_text), headers)

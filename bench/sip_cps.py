@@ -341,6 +341,7 @@ class Bench:
         self.uas_xml.write_text(UAS_XML)
         self.register_xml.write_text(REGISTER_XML)
         self._step_no = 0
+        self.calls_ok = 0
 
     def sipp(self, scenario: Path, local_port: int, extra: list[str]) -> list[str]:
         return [
@@ -419,6 +420,7 @@ class Bench:
         if proc in _children:
             _children.remove(proc)
         successful, failed = _read_stats(stats)
+        self.calls_ok += successful
         result = StepResult(rate, calls, successful, failed, wall_s, self.step_s)
         verdict = "held" if result.held else "failed"
         print(
@@ -457,7 +459,7 @@ class Bench:
 
 
 @contextlib.contextmanager
-def sippy_target(bench: Bench) -> Iterator[int]:
+def sippy_target(bench: Bench) -> Iterator[tuple[int, int]]:
     """Start sippy's B2BUA routing every call statically to a SIPp uas; yield its port."""
     program = sippy_b2bua()
     uas_port, port = free_port(), free_port()
@@ -485,7 +487,7 @@ def sippy_target(bench: Bench) -> Iterator[int]:
     proc = _spawn(argv, bench.work / "sippy-stdout.log", cwd=bench.work)
     try:
         wait_ready(port, proc, bench.work / "sippy-stdout.log")
-        yield port
+        yield port, proc.pid
     finally:
         _stop(proc)
         _stop(uas)
@@ -507,7 +509,7 @@ FLOOD_OFF = "100000000"  # the load generator is a trusted trunk; flood control 
 
 
 @contextlib.contextmanager
-def callplane_target(bench: Bench, uac_port: int) -> Iterator[int]:
+def callplane_target(bench: Bench, uac_port: int) -> Iterator[tuple[int, int]]:
     """Start `callplane serve`: a trunk for the uac, extension 1001 on the uas; yield its port."""
     python = REPO_ROOT / ".venv" / "bin" / "python"
     if not python.exists():
@@ -551,20 +553,38 @@ def callplane_target(bench: Bench, uac_port: int) -> Iterator[int]:
         bench.register(port, uas_port)
         uas = bench.start_uas("callplane", uas_port)
         time.sleep(0.5)
-        yield port
+        yield port, proc.pid
     finally:
         _stop(proc)
         if uas is not None:
             _stop(uas)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its threads (proc(5): utime, stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
-    bench: Bench, name: str, target: Callable[[], contextlib.AbstractContextManager[int]], uac: int
+    bench: Bench,
+    name: str,
+    target: Callable[[], contextlib.AbstractContextManager[tuple[int, int]]],
+    uac: int,
 ) -> int:
-    """Run the rate search against one B2BUA; 0 when it could not be set up."""
+    """Run the rate search against one B2BUA; 0 when it could not be set up.
+
+    Also prints the B2BUA's CPU time per successful call over the whole search: a figure that
+    does not depend on how the two cores are shared with SIPp.
+    """
     try:
-        with target() as port:
-            return bench.search(name, lambda rate: bench.step(name, port, uac, rate))
+        with target() as (port, pid):
+            before_s, before_calls = cpu_seconds(pid), bench.calls_ok
+            best = bench.search(name, lambda rate: bench.step(name, port, uac, rate))
+            calls = bench.calls_ok - before_calls
+            cpu_ms = 1000 * (cpu_seconds(pid) - before_s) / max(calls, 1)
+            print(f"{name}_cpu_ms_per_call: {cpu_ms:.2f}", flush=True)
+            return best
     except (BenchError, OSError, subprocess.SubprocessError) as exc:
         print(f"{name}: not measured: {exc}", file=sys.stderr, flush=True)
         return 0

@@ -5,7 +5,7 @@ bisecting between the last rate held and the first that failed); a rate is *held
 a step lasting STEP_S seconds succeeds and the step finishes on time. The figure for each B2BUA
 is the highest rate held; the ratio callplane/sippy is printed last.
 
-    python bench/sip_cps.py            # 20 s steps, about 10 minutes
+    python bench/sip_cps.py            # 20 s steps, about 12 minutes
     python bench/sip_cps.py --quick    # 5 s steps, about 2 minutes (smoke run)
 
 Callplane's path: the uac is an IP-authenticated trunk whose DID routes to extension 1001, which
@@ -52,7 +52,7 @@ STEP_SLACK_S = (
     6.0  # a step may overrun its nominal length by this much (hold, last BYE, retransmits)
 )
 SETTLE_S = 2.0  # pause between steps so the previous step's transactions finish
-BUDGET_S_FULL = 290  # per B2BUA: two of them fit in about 10 minutes
+BUDGET_S_FULL = 330  # per B2BUA: two of them fit in about 12 minutes
 BUDGET_S_QUICK = 60  # per B2BUA: two of them fit in about 2 minutes
 READY_TIMEOUT_S = 30.0  # how long a B2BUA may take to start answering
 SIPP_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024  # SIPp's 64 KiB default drops bursts, for both B2BUAs
@@ -341,7 +341,6 @@ class Bench:
         self.uas_xml.write_text(UAS_XML)
         self.register_xml.write_text(REGISTER_XML)
         self._step_no = 0
-        self.calls_ok = 0
 
     def sipp(self, scenario: Path, local_port: int, extra: list[str]) -> list[str]:
         return [
@@ -420,7 +419,6 @@ class Bench:
         if proc in _children:
             _children.remove(proc)
         successful, failed = _read_stats(stats)
-        self.calls_ok += successful
         result = StepResult(rate, calls, successful, failed, wall_s, self.step_s)
         verdict = "held" if result.held else "failed"
         print(
@@ -463,8 +461,9 @@ def sippy_target(bench: Bench) -> Iterator[tuple[int, int]]:
     """Start sippy's B2BUA routing every call statically to a SIPp uas; yield its port."""
     program = sippy_b2bua()
     uas_port, port = free_port(), free_port()
+    run_dir = Path(tempfile.mkdtemp(prefix="sippy-", dir=bench.work))
     uas = bench.start_uas("sippy", uas_port)
-    log = bench.work / "sippy-b2bua.log"
+    log = run_dir / "sippy-b2bua.log"
     argv = [
         str(program),
         "-f",
@@ -478,15 +477,15 @@ def sippy_target(bench: Bench) -> Iterator[tuple[int, int]]:
         "-A",
         "0",
         "-c",
-        str(bench.work / "sippy.sock"),
+        str(run_dir / "sippy.sock"),
         "-P",
-        str(bench.work / "sippy.pid"),
+        str(run_dir / "sippy.pid"),
         "-L",
         str(log),
     ]
-    proc = _spawn(argv, bench.work / "sippy-stdout.log", cwd=bench.work)
+    proc = _spawn(argv, run_dir / "sippy-stdout.log", cwd=bench.work)
     try:
-        wait_ready(port, proc, bench.work / "sippy-stdout.log")
+        wait_ready(port, proc, run_dir / "sippy-stdout.log")
         yield port, proc.pid
     finally:
         _stop(proc)
@@ -514,8 +513,8 @@ def callplane_target(bench: Bench, uac_port: int) -> Iterator[tuple[int, int]]:
     python = REPO_ROOT / ".venv" / "bin" / "python"
     if not python.exists():
         python = Path(sys.executable)
-    data_dir = bench.work / "callplane-data"
-    config = bench.work / "callplane.yaml"
+    data_dir = Path(tempfile.mkdtemp(prefix="callplane-data-", dir=bench.work))
+    config = data_dir / "callplane.yaml"
     config.write_text(
         CALLPLANE_CONFIG.format(
             host=HOST, ext=EXTENSION, pw=EXTENSION_PASSWORD, uac_port=uac_port, did=DID
@@ -532,7 +531,7 @@ def callplane_target(bench: Bench, uac_port: int) -> Iterator[tuple[int, int]]:
     if imported.returncode != 0:
         raise BenchError(f"callplane import failed: {imported.stderr.decode(errors='replace')}")
     port, uas_port = free_port(), free_port()
-    log = bench.work / "callplane.log"
+    log = data_dir / "callplane.log"
     serve = [
         *base,
         "serve",
@@ -574,20 +573,31 @@ def measure(
 ) -> int:
     """Run the rate search against one B2BUA; 0 when it could not be set up.
 
-    Also prints the B2BUA's CPU time per successful call over the whole search: a figure that
-    does not depend on how the two cores are shared with SIPp.
+    Each step gets a freshly started B2BUA, so an overloaded step cannot poison the next one
+    (sippy stays wedged for minutes after an overload). Also prints the B2BUA's CPU time per
+    call over the steps it held: a figure that does not depend on how the two cores are shared
+    with the SIPp processes.
     """
-    try:
+    cpu_s = 0.0
+    calls = 0
+
+    def step(rate: int) -> StepResult:
+        nonlocal cpu_s, calls
         with target() as (port, pid):
-            before_s, before_calls = cpu_seconds(pid), bench.calls_ok
-            best = bench.search(name, lambda rate: bench.step(name, port, uac, rate))
-            calls = bench.calls_ok - before_calls
-            cpu_ms = 1000 * (cpu_seconds(pid) - before_s) / max(calls, 1)
-            print(f"{name}_cpu_ms_per_call: {cpu_ms:.2f}", flush=True)
-            return best
+            before_s = cpu_seconds(pid)
+            result = bench.step(name, port, uac, rate)
+            if result.held:
+                cpu_s += cpu_seconds(pid) - before_s
+                calls += result.successful
+        return result
+
+    try:
+        best = bench.search(name, step)
     except (BenchError, OSError, subprocess.SubprocessError) as exc:
         print(f"{name}: not measured: {exc}", file=sys.stderr, flush=True)
         return 0
+    print(f"{name}_cpu_ms_per_call: {1000 * cpu_s / max(calls, 1):.2f}", flush=True)
+    return best
 
 
 def main(argv: list[str] | None = None) -> int:

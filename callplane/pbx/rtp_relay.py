@@ -1,0 +1,148 @@
+"""RTP relay: the media of a bridged call, anchored in Callplane, forwarded without decoding.
+
+Each leg of a call gets an RTP port of ours (even, with RTCP on the next odd one, RFC 3550
+§11). A packet arriving on one leg's port goes out of the other leg's port to that leg's peer,
+untouched: the plain bridge never decodes audio (numpy only runs where audio is transformed).
+
+Symmetric RTP (RFC 4961): a peer behind NAT sends from another address than its SDP says, so a
+port latches onto the source of the first valid packet and from then on accepts only that source.
+Packets from anyone else, that are not RTP version 2, or whose payload type the call did not
+negotiate are dropped and counted, never crashed on. The hot path allocates nothing beyond the
+datagram asyncio hands us and logs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import cast
+
+log = logging.getLogger("callplane.rtp")
+
+RTP_MIN_HEADER_BYTES = 12  # RFC 3550 §5.1: the fixed header
+RTP_VERSION_BITS = 0x80  # RFC 3550 §5.1: version 2 in the two top bits of the first byte
+PORT_RANGE = (20_000, 30_000)  # Asterisk's and FreeSWITCH's default RTP ports; even = RTP
+RTP_SOCKET_BUFFER_BYTES = 1024 * 1024  # several seconds of a call's packets through a stall
+
+
+@dataclass(slots=True)
+class LegCounters:
+    """What one leg's port saw: forwarded, and dropped by reason."""
+
+    forwarded: int = 0
+    wrong_source: int = 0
+    not_rtp: int = 0
+    wrong_payload_type: int = 0
+    no_peer: int = 0
+
+
+class RtpPort(asyncio.DatagramProtocol):
+    """Our RTP port for one leg: latches onto its peer and forwards to the other leg."""
+
+    def __init__(self, allowed_payload_types: Iterable[int]) -> None:
+        self.allowed = frozenset(allowed_payload_types)
+        self.remote: tuple[str, int] | None = None
+        self.latched = False
+        self.other: RtpPort | None = None
+        self.transport: asyncio.DatagramTransport | None = None
+        self.counters = LegCounters()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio's, so no isinstance check here.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def expect(self, host: str, port: int) -> None:
+        """The peer's address from its SDP; the first valid packet may still move it (NAT)."""
+        self.remote = (host, port)
+        self.latched = False
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        counters = self.counters
+        if len(data) < RTP_MIN_HEADER_BYTES or data[0] & 0xC0 != RTP_VERSION_BITS:
+            counters.not_rtp += 1
+            return
+        if data[1] & 0x7F not in self.allowed:
+            counters.wrong_payload_type += 1
+            return
+        source = (str(addr[0]), int(addr[1]))
+        if not self.latched:
+            self.remote = source
+            self.latched = True
+        elif source != self.remote:
+            counters.wrong_source += 1
+            return
+        other = self.other
+        if other is None or other.remote is None or other.transport is None:
+            counters.no_peer += 1
+            return
+        other.transport.sendto(data, other.remote)
+        counters.forwarded += 1
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable: the peer hung up or is not there yet; RTP is loss-tolerant.
+        log.debug("rtp port error: %s", exc)
+
+
+@dataclass
+class RtpBridge:
+    """Two RTP ports of ours joined back to back: the media of one bridged call."""
+
+    a: RtpPort
+    b: RtpPort
+    a_port: int
+    b_port: int
+    _transports: list[asyncio.DatagramTransport] = field(default_factory=list)
+
+    def close(self) -> None:
+        for transport in self._transports:
+            transport.close()
+        self._transports.clear()
+
+
+class PortAllocator:
+    """Hands out even RTP ports from a range, round robin, skipping ports in use."""
+
+    def __init__(self, host: str, port_range: tuple[int, int] = PORT_RANGE) -> None:
+        low, high = port_range
+        self.host = host
+        self._low = low + (low % 2)
+        self._high = high
+        self._next = self._low
+
+    async def bind(self, protocol: RtpPort) -> tuple[asyncio.DatagramTransport, int]:
+        """Bind `protocol` to the next free even port; OSError when the range is exhausted."""
+        loop = asyncio.get_running_loop()
+        span = (self._high - self._low) // 2
+        for _ in range(span):
+            port = self._next
+            self._next = port + 2 if port + 2 < self._high else self._low
+            try:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: protocol, local_addr=(self.host, port)
+                )
+            except OSError:
+                continue
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RTP_SOCKET_BUFFER_BYTES)
+                except OSError as exc:  # a smaller buffer still works, it just drops sooner
+                    log.debug("cannot enlarge RTP socket buffer: %s", exc)
+            return transport, port
+        raise OSError(f"no free RTP port in {self._low}-{self._high}")
+
+    async def bridge(self, payload_types: Iterable[int]) -> RtpBridge:
+        """Two ports joined back to back for a call whose legs negotiated `payload_types`."""
+        allowed = tuple(payload_types)
+        a, b = RtpPort(allowed), RtpPort(allowed)
+        a.other, b.other = b, a
+        a_transport, a_port = await self.bind(a)
+        try:
+            b_transport, b_port = await self.bind(b)
+        except OSError:
+            a_transport.close()
+            raise
+        return RtpBridge(a, b, a_port, b_port, [a_transport, b_transport])

@@ -1,8 +1,9 @@
 """RTP relay: the media of a bridged call, anchored in Callplane, forwarded without decoding.
 
-Each leg of a call gets an RTP port of ours (even, with RTCP on the next odd one, RFC 3550
-§11). A packet arriving on one leg's port goes out of the other leg's port to that leg's peer,
-untouched: the plain bridge never decodes audio (numpy only runs where audio is transformed).
+Each leg of a call gets an even RTP port of ours; the odd port above it is left for RTCP
+(RFC 3550 §11), which the relay does not carry yet. A packet arriving on one leg's port goes
+out of the other leg's port to that leg's peer, untouched: the plain bridge never decodes audio
+(numpy only runs where audio is transformed).
 
 Symmetric RTP (RFC 4961): a peer behind NAT sends from another address than its SDP says, so a
 port latches onto the source of the first valid packet and from then on accepts only that source.
@@ -67,11 +68,10 @@ class RtpPort(asyncio.DatagramProtocol):
         if data[1] & 0x7F not in self.allowed:
             counters.wrong_payload_type += 1
             return
-        source = (str(addr[0]), int(addr[1]))
         if not self.latched:
-            self.remote = source
+            self.remote = (str(addr[0]), int(addr[1]))
             self.latched = True
-        elif source != self.remote:
+        elif addr != self.remote:  # the (host, port) tuple asyncio made: no allocation here
             counters.wrong_source += 1
             return
         other = self.other

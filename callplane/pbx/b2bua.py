@@ -18,6 +18,10 @@ import secrets
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
+from callplane.core.anchor import anchor
+from callplane.core.offer_answer import NoCommonCodec, answer_offer
+from callplane.core.sdp import SdpError
+from callplane.core.sdp import parse as parse_sdp
 from callplane.core.sip.address import Address
 from callplane.core.sip.dialog import (
     Dialog,
@@ -31,7 +35,7 @@ from callplane.core.sip.digest import answer_challenge, pick_challenge
 from callplane.core.sip.errors import LocalProtocolError, RemoteProtocolError, SipParseError
 from callplane.core.sip.message import Headers, Request, Response, make_response
 from callplane.core.sip.transaction import TxKey
-from callplane.pbx.endpoint import Endpoint
+from callplane.pbx.endpoint import Endpoint, MediaBridge
 from callplane.store.records import CdrRec, TenantRec, TrunkRec
 
 log = logging.getLogger("callplane.b2bua")
@@ -112,6 +116,7 @@ class Call:
     state: str = "ringing"
     answered_at: float | None = None
     failures: list[Response] = field(default_factory=list)
+    media: MediaBridge | None = None
 
 
 class B2bua:
@@ -149,6 +154,17 @@ class B2bua:
         call = Call(
             secrets.token_hex(8), tenant, direction, a, from_number, to_number, trunk_id, now
         )
+        call.media = self._ep.open_media()
+        if call.media is not None and _is_sdp(invite.headers, invite.body):
+            # Anchored media must be something Callplane can carry: no common codec is 488.
+            try:
+                answer_offer(parse_sdp(invite.body), "127.0.0.1", 1)
+            except (SdpError, NoCommonCodec) as exc:
+                call.media.close()
+                self._ep.send_response(
+                    tx, make_response(invite, exc.status, exc.reason, to_tag=a.local_tag)
+                )
+                return
         self._calls[call.ref] = call
         self._by_server_tx[tx] = call
         self._ep.send_response(tx, make_response(invite, 100))
@@ -177,7 +193,8 @@ class B2bua:
         headers.add("CSeq", "1 INVITE")
         headers.add("Contact", self._ep.contact(dest.address.transport, dest.address))
         _copy_relayed(a.headers, headers)
-        invite = Request("INVITE", dest.ruri, headers, a.body)
+        body = self._anchor(call, a.headers, a.body, toward_b=True, dest=dest.address)
+        invite = Request("INVITE", dest.ruri, headers, body)
         leg = Leg("b", invite, dest.address, tag, trunk=dest.trunk)
         call.forks.append(leg)
         self._send_invite(call, leg)
@@ -328,8 +345,9 @@ class B2bua:
         a = call.a
         headers = [("Contact", self._ep.contact(a.address.transport, a.address))]
         headers += [(n, v) for n, v in far.headers if n.lower() in RELAYED_HEADERS]
+        body = self._anchor(call, far.headers, far.body, toward_b=False, dest=a.address)
         response = make_response(
-            a.invite, status, reason, to_tag=a.local_tag, headers=headers, body=far.body
+            a.invite, status, reason, to_tag=a.local_tag, headers=headers, body=body
         )
         if a.dialog is None:
             a.dialog = dialog_as_uas(a.invite, response)
@@ -376,20 +394,45 @@ class B2bua:
         call, leg = entry
         b = call.b
         if leg is call.a and b is not None and b.held_2xx is not None:
-            self._ack_b(b, b.held_2xx, ack)
+            body = self._anchor(call, ack.headers, ack.body, toward_b=True, dest=b.address)
+            self._ack_b(b, b.held_2xx, ack.headers.get("Content-Type"), body)
             b.held_2xx = None
 
-    def _ack_b(self, leg: Leg, response: Response, caller_ack: Request | None) -> None:
+    def _ack_b(
+        self, leg: Leg, response: Response, content_type: str | None = None, body: bytes = b""
+    ) -> None:
         assert leg.dialog is not None
         ack = leg.dialog.ack_for(
             leg.invite, response, via=self._ep.via(leg.address.transport, leg.address)
         )
-        if caller_ack is not None and caller_ack.body:
-            ack.body = caller_ack.body
-            content_type = caller_ack.headers.get("Content-Type")
+        if body:
+            ack.body = body
             if content_type:
                 ack.headers.set("Content-Type", content_type)
         self._ep.send_ack(ack, leg.address)
+
+    def _anchor(
+        self, call: Call, headers: Headers, body: bytes, *, toward_b: bool, dest: Address
+    ) -> bytes:
+        """An SDP crossing the bridge, pointed at our relay port facing its receiver.
+
+        The sender's advertised address is what the relay port facing the sender expects;
+        a body that is not SDP, or a call without anchored media, passes unchanged.
+        """
+        media = call.media
+        if media is None or not _is_sdp(headers, body):
+            return body
+        port = media.b_port if toward_b else media.a_port
+        try:
+            anchored = anchor(body, self._ep.local_host(dest), port)
+        except SdpError as exc:
+            log.info("call %s: SDP not anchored: %s", call.ref, exc.reason)
+            return body
+        media.allow(anchored.payload_types)
+        if anchored.peer is not None:
+            expect = media.expect_a if toward_b else media.expect_b
+            expect(*anchored.peer)
+        return anchored.body
 
     def on_in_dialog(self, tx: TxKey, request: Request, source: Address, now: float) -> bool:
         """A request inside a call; False when it matches no dialog (the caller answers 481)."""
@@ -430,8 +473,11 @@ class B2bua:
                 via=self._ep.via(other.address.transport, other.address),
                 contact=self._ep.contact(other.address.transport, other.address),
                 headers=headers,
-                body=request.body,
-            )
+                body=self._anchor(
+                    call, request.headers, request.body, toward_b=leg is call.a,
+                    dest=other.address,
+                ),
+            )  # fmt: skip
         except LocalProtocolError:
             self._ep.send_response(tx, make_response(request, 481, to_tag=leg.local_tag))
             return True
@@ -458,9 +504,13 @@ class B2bua:
         headers = [(n, v) for n, v in response.headers if n.lower() in RELAYED_HEADERS]
         if response.cseq.method in ("INVITE", "UPDATE") and 200 <= status < 300:
             headers.append(("Contact", self._ep.contact(leg.address.transport, leg.address)))
+        body = self._anchor(
+            relay.call, response.headers, response.body, toward_b=leg is not relay.call.a,
+            dest=leg.address,
+        )  # fmt: skip
         answer = make_response(
             relay.request, status, response.reason, to_tag=leg.local_tag, headers=headers,
-            body=response.body,
+            body=body,
         )  # fmt: skip
         self._ep.send_response(relay.server_tx, answer)
 
@@ -522,6 +572,8 @@ class B2bua:
         if call.state == "ended":
             return
         self._move(call, cause, "ended")
+        if call.media is not None:
+            call.media.close()
         self._ep.cancel_timer(CallTimer(call.ref, "ring"))
         self._calls.pop(call.ref, None)
         if call.a.tx is not None:
@@ -560,6 +612,12 @@ class B2bua:
     @staticmethod
     def _other(call: Call, leg: Leg) -> Leg | None:
         return call.b if leg is call.a else call.a
+
+
+def _is_sdp(headers: Headers, body: bytes) -> bool:
+    """RFC 3261 §20.15: a body is SDP when its Content-Type says so."""
+    content_type = headers.get("Content-Type") or ""
+    return bool(body) and content_type.split(";", 1)[0].strip().lower() == "application/sdp"
 
 
 def _copy_relayed(source: Headers, target: Headers) -> None:

@@ -16,6 +16,32 @@ from callplane.core.sip.transaction import TxKey
 from callplane.store.records import CdrRec
 
 
+class MediaBridge(Protocol):
+    """The relay of one call's audio: port `a_port` faces the caller, `b_port` the callee."""
+
+    @property
+    def a_port(self) -> int: ...
+
+    @property
+    def b_port(self) -> int: ...
+
+    def expect_a(self, host: str, port: int) -> None:
+        """The caller's advertised RTP address (the port still latches onto its real source)."""
+        ...
+
+    def expect_b(self, host: str, port: int) -> None:
+        """The callee's advertised RTP address."""
+        ...
+
+    def allow(self, payload_types: tuple[int, ...]) -> None:
+        """Payload types an SDP of the call named; packets of any other type are dropped."""
+        ...
+
+    def close(self) -> None:
+        """Release both ports."""
+        ...
+
+
 class Endpoint(Protocol):
     """The shell's side of the transaction user."""
 
@@ -45,6 +71,14 @@ class Endpoint(Protocol):
 
     def cancel_timer(self, key: Hashable) -> None:
         """Forget a TU timer; a late firing is not delivered."""
+        ...
+
+    def local_host(self, dest: Address) -> str:
+        """Our address as a peer at `dest` sees it (for SDP c= lines)."""
+        ...
+
+    def open_media(self) -> MediaBridge | None:
+        """Two relay ports for a new call, or None when media is not anchored."""
         ...
 
     def write_cdr(self, cdr: CdrRec) -> None:

@@ -15,6 +15,7 @@ datagram asyncio hands us and logs nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import Iterable
@@ -88,18 +89,35 @@ class RtpPort(asyncio.DatagramProtocol):
 
 @dataclass
 class RtpBridge:
-    """Two RTP ports of ours joined back to back: the media of one bridged call."""
+    """Two RTP ports of ours joined back to back: the media of one bridged call.
+
+    Implements `callplane.pbx.endpoint.MediaBridge` for the B2BUA.
+    """
 
     a: RtpPort
     b: RtpPort
     a_port: int
     b_port: int
     _transports: list[asyncio.DatagramTransport] = field(default_factory=list)
+    _sockets: list[socket.socket] = field(default_factory=list)
+
+    def expect_a(self, host: str, port: int) -> None:
+        self.a.expect(host, port)
+
+    def expect_b(self, host: str, port: int) -> None:
+        self.b.expect(host, port)
+
+    def allow(self, payload_types: tuple[int, ...]) -> None:
+        for side in (self.a, self.b):
+            side.allowed = side.allowed | frozenset(payload_types)
 
     def close(self) -> None:
         for transport in self._transports:
             transport.close()
         self._transports.clear()
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
 
 
 class PortAllocator:
@@ -111,6 +129,7 @@ class PortAllocator:
         self._low = low + (low % 2)
         self._high = high
         self._next = self._low
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def bind(self, protocol: RtpPort) -> tuple[asyncio.DatagramTransport, int]:
         """Bind `protocol` to the next free even port; OSError when the range is exhausted."""
@@ -133,6 +152,72 @@ class PortAllocator:
                     log.debug("cannot enlarge RTP socket buffer: %s", exc)
             return transport, port
         raise OSError(f"no free RTP port in {self._low}-{self._high}")
+
+    def bridge_now(self, payload_types: Iterable[int] = ()) -> RtpBridge:
+        """A bridge whose ports are bound at once (the B2BUA needs them for the SDP it is
+        writing); the sockets join the event loop a moment later, and packets that arrive
+        before then wait in the kernel's buffer."""
+        loop = asyncio.get_running_loop()
+        allowed = tuple(payload_types)
+        a, b = RtpPort(allowed), RtpPort(allowed)
+        a.other, b.other = b, a
+        a_sock, a_port = self._bind_socket()
+        try:
+            b_sock, b_port = self._bind_socket()
+        except OSError:
+            a_sock.close()
+            raise
+        bridge = RtpBridge(a, b, a_port, b_port, [], [a_sock, b_sock])
+        for protocol, sock in ((a, a_sock), (b, b_sock)):
+            task = loop.create_task(self._attach(bridge, protocol, sock))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return bridge
+
+    def _bind_socket(self) -> tuple[socket.socket, int]:
+        span = (self._high - self._low) // 2
+        for _ in range(span):
+            port = self._next
+            self._next = port + 2 if port + 2 < self._high else self._low
+            sock = socket.socket(
+                socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_DGRAM
+            )
+            try:
+                sock.bind((self.host, port))
+            except OSError:
+                sock.close()
+                continue
+            sock.setblocking(False)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RTP_SOCKET_BUFFER_BYTES)
+            except OSError as exc:  # a smaller buffer still works, it just drops sooner
+                log.debug("cannot enlarge RTP socket buffer: %s", exc)
+            return sock, port
+        raise OSError(f"no free RTP port in {self._low}-{self._high}")
+
+    @staticmethod
+    async def _attach(bridge: RtpBridge, protocol: RtpPort, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        if sock.fileno() < 0:
+            return  # the call ended before its socket joined the loop
+        try:
+            transport, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
+        except OSError as exc:  # closed meanwhile: the call is over
+            log.debug("rtp port not attached: %s", exc)
+            return
+        if sock.fileno() < 0 or sock not in bridge._sockets:
+            transport.close()
+            return
+        bridge._sockets.remove(sock)
+        bridge._transports.append(transport)
+
+    async def stop(self) -> None:
+        """Cancel the attachments still under way."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def bridge(self, payload_types: Iterable[int]) -> RtpBridge:
         """Two ports joined back to back for a call whose legs negotiated `payload_types`."""

@@ -55,6 +55,7 @@ from callplane.core.sip.transaction import (
 )
 from callplane.pbx.auth import Authenticator
 from callplane.pbx.registrar import DeleteBinding, Registrar, SaveBinding, StoreOp
+from callplane.pbx.rtp_relay import PORT_RANGE, PortAllocator, RtpBridge
 from callplane.pbx.service import Pbx
 from callplane.pbx.transport import TcpTransport, UdpTransport
 from callplane.store import repository as repo
@@ -85,6 +86,8 @@ class ServeOptions:
     nonce_ttl_s: float = 300.0
     digest_algorithms: tuple[str, ...] = ALGORITHMS
     log_level: str = "INFO"
+    media: bool = True
+    rtp_ports: tuple[int, int] = PORT_RANGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +196,7 @@ class SipServer:
         self.pbx = Pbx(self, directory, registrar, authenticator, self.writer.put)
         for host in self.pbx.trusted_hosts():
             self.guard.trust(host)
+        self.rtp = PortAllocator(options.sip_host or "0.0.0.0", options.rtp_ports)
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self._local_hosts: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -217,6 +221,7 @@ class SipServer:
         self._timers.clear()
         self.udp.stop()
         await self.tcp.stop()
+        await self.rtp.stop()
         self.writer.stop()
         self._stopped.set()
 
@@ -363,6 +368,15 @@ class SipServer:
 
     def write_cdr(self, cdr: CdrRec) -> None:
         self.writer.put(cdr)
+
+    def open_media(self) -> RtpBridge | None:
+        if not self.options.media:
+            return None
+        try:
+            return self.rtp.bridge_now()
+        except OSError as exc:
+            log.warning("media not anchored: %s", exc)
+            return None
 
     def local_host(self, dest: Address) -> str:
         """Our address as `dest` sees it: the bound one, else the one the kernel routes from."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict, deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field, replace
 
 from callplane.core.dialplan import DialPlan
@@ -33,6 +33,7 @@ from callplane.core.sip.transaction import (
     TxKey,
 )
 from callplane.pbx.auth import Authenticator
+from callplane.pbx.endpoint import MediaBridge
 from callplane.pbx.registrar import Registrar, StoreOp
 from callplane.pbx.service import Pbx
 from callplane.store.records import (
@@ -94,6 +95,7 @@ class Network:
         self._inbound: deque[tuple[bytes, Address]] = deque()
         self._reactions: deque[tuple[Phone, Message]] = deque()
         self._busy = False
+        self.media: Callable[[], MediaBridge] | None = None
         registrar = Registrar()
         registrar.restore(list(registrations), self.now)
         authenticator = Authenticator(directory, b"k" * 32, nonce_ttl_s=NONCE_TTL_S)
@@ -200,6 +202,13 @@ class Network:
 
     def write_cdr(self, cdr: CdrRec) -> None:
         self.cdrs.append(cdr)
+
+    def local_host(self, dest: Address) -> str:
+        return PBX_ADDRESS.host
+
+    def open_media(self) -> MediaBridge | None:
+        """No media unless a test gives the network a bridge factory (`media`)."""
+        return self.media() if self.media is not None else None
 
 
 @dataclass(slots=True)

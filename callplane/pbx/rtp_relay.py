@@ -112,6 +112,14 @@ class RtpBridge:
             side.allowed = side.allowed | frozenset(payload_types)
 
     def close(self) -> None:
+        """Release both ports, logging what the call's media did (one line per call)."""
+        a, b = self.a.counters, self.b.counters
+        log.info(
+            "rtp %d<->%d: forwarded %d and %d; dropped source %d, not rtp %d, payload type %d",
+            self.a_port, self.b_port, a.forwarded, b.forwarded,
+            a.wrong_source + b.wrong_source, a.not_rtp + b.not_rtp,
+            a.wrong_payload_type + b.wrong_payload_type,
+        )  # fmt: skip
         for transport in self._transports:
             transport.close()
         self._transports.clear()

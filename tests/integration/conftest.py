@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness.baresip import Baresip, baresip_available
+from harness.baresip import TONE_HZ, Baresip, baresip_available
 from harness.ports import free_udp_tcp_port
 from harness.server import RunningServer, default_config, extension_password, start_server
 from harness.sipp import SippUas, register_phone, sipp_available
@@ -112,10 +112,17 @@ def baresip_factory(need_baresip: None, tmp_path: Path) -> Iterator[Callable[...
     """Start baresip phones (`baresip_factory(number, password, server_port)`), stopped after."""
     started: list[Baresip] = []
 
-    def start(number: str, password: str, server_port: int, transport: str = "udp") -> Baresip:
+    def start(
+        number: str,
+        password: str,
+        server_port: int,
+        transport: str = "udp",
+        tone_hz: float = TONE_HZ,
+    ) -> Baresip:
         phone = Baresip(
-            tmp_path, number=number, password=password, server_port=server_port, transport=transport
-        )
+            tmp_path, number=number, password=password, server_port=server_port,
+            transport=transport, tone_hz=tone_hz,
+        )  # fmt: skip
         started.append(phone)
         phone.start()
         return phone

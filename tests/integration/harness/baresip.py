@@ -50,11 +50,11 @@ def baresip_available() -> bool:
     return shutil.which(BARESIP) is not None
 
 
-def write_tone_wav(path: Path, seconds: int = SOURCE_SECONDS) -> None:
-    """A mono 16-bit 8 kHz WAV of a 440 Hz tone, the phone's microphone."""
+def write_tone_wav(path: Path, seconds: int = SOURCE_SECONDS, tone_hz: float = TONE_HZ) -> None:
+    """A mono 16-bit 8 kHz WAV of a tone (440 Hz by default), the phone's microphone."""
     frames = bytearray()
     for n in range(seconds * SAMPLE_RATE_HZ):
-        sample = int(TONE_AMPLITUDE * math.sin(2 * math.pi * TONE_HZ * n / SAMPLE_RATE_HZ))
+        sample = int(TONE_AMPLITUDE * math.sin(2 * math.pi * tone_hz * n / SAMPLE_RATE_HZ))
         frames += struct.pack("<h", sample)
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
@@ -79,8 +79,10 @@ class Baresip:
         password: str,
         server_port: int,
         transport: str = "udp",
+        tone_hz: float = TONE_HZ,
     ) -> None:
         self.number = number
+        self.tone_hz = tone_hz
         self.server_port = server_port
         self.sip_port = free_udp_tcp_port()
         self.ctrl_port = free_udp_tcp_port()
@@ -102,13 +104,15 @@ class Baresip:
 
     def _write_config(self, password: str, transport: str) -> None:
         source = self.config_dir / "microphone.wav"
-        write_tone_wav(source)
+        write_tone_wav(source, tone_hz=self.tone_hz)
         self.speaker_path = self.config_dir / "speaker.wav"
         config = {
             "poll_method": "epoll",
             "sip_listen": f"{LOOPBACK}:{self.sip_port}",
             "module_path": MODULE_PATH,
-            "module": ["g711.so", "aufile.so"],
+            # sndfile dumps each call's decoded audio (what the speaker would play) to WAV
+            "module": ["g711.so", "aufile.so", "sndfile.so"],
+            "snd_path": str(self.config_dir),
             "module_app": ["account.so", "menu.so", "ctrl_tcp.so"],
             "ctrl_tcp_listen": f"{LOOPBACK}:{self.ctrl_port}",
             "audio_source": f"aufile,{source}",
@@ -128,6 +132,13 @@ class Baresip:
         )
         (self.config_dir / "accounts").write_text(account)
         (self.config_dir / "contacts").write_text("")
+
+    def heard(self) -> Path:
+        """The WAV of what this phone received in its last call (sndfile's decoder dump)."""
+        dumps = sorted(self.config_dir.glob("dump-*-dec.wav"))
+        if not dumps:
+            raise BaresipError(f"{self.number}: no received audio in {self.config_dir}")
+        return dumps[-1]
 
     def start(self) -> None:
         """Start the phone in the foreground (its output goes to baresip.log) and connect."""

@@ -82,7 +82,9 @@ SDP = (
 )
 
 
-def _invite(client: SipClient, dialled: str, *, user: str, password: str | None) -> Reply | None:
+def _invite(
+    client: SipClient, dialled: str, *, user: str, password: str | None, body: bytes = SDP
+) -> Reply | None:
     """INVITE `dialled` as `user`, answering one digest challenge when a password is given."""
     host, port = client.server
     uri = f"sip:{dialled}@{host}:{port}"
@@ -93,7 +95,7 @@ def _invite(client: SipClient, dialled: str, *, user: str, password: str | None)
         "to_user": dialled,
         "dialogue": dialogue,
         "headers": [("Content-Type", "application/sdp")],
-        "body": SDP,
+        "body": body,
     }
     reply = client.request("INVITE", **common)
     if reply is None or reply.status not in (401, 407) or password is None:
@@ -197,6 +199,33 @@ def test_did_call_from_an_unknown_source_is_refused_and_never_routed(
     phone.stop()
     result = phone.wait(timeout_s=5)
     assert "INVITE sip:" not in result.messages, "the DID call reached the extension"
+
+
+def test_offer_with_no_codec_callplane_carries_gets_488_and_never_rings(
+    server: RunningServer, sipp_dir: Path, uas_factory: Callable[..., SippUas]
+) -> None:
+    port = free_udp_tcp_port()
+    registered = register_phone(
+        server.target,
+        work_dir=sipp_dir,
+        number="1002",
+        password=extension_password("1002"),
+        local_port=port,
+    )
+    assert registered.ok, registered.explain()
+    phone = uas_factory("uas_answer.xml", local_port=port, service="1002", timeout_s=10)
+    g729_only = SDP.replace(
+        b"RTP/AVP 0\r\na=rtpmap:0 PCMU/8000", b"RTP/AVP 18\r\na=rtpmap:18 G729/8000"
+    )
+    with SipClient(server.sip_port) as caller:
+        reply = _invite(
+            caller, "1002", user="1001", password=extension_password("1001"), body=g729_only
+        )
+    assert reply is not None and reply.status == 488, reply
+    time.sleep(SILENCE_S)
+    phone.stop()
+    result = phone.wait(timeout_s=5)
+    assert "INVITE sip:" not in result.messages, "the callee's phone rang"
 
 
 # -- digest hardening ---------------------------------------------------------------------------

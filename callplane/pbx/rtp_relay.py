@@ -100,6 +100,7 @@ class RtpBridge:
     b_port: int
     _transports: list[asyncio.DatagramTransport] = field(default_factory=list)
     _sockets: list[socket.socket] = field(default_factory=list)
+    attaching: list[asyncio.Task[None]] = field(default_factory=list)
 
     def expect_a(self, host: str, port: int) -> None:
         self.a.expect(host, port)
@@ -139,28 +140,6 @@ class PortAllocator:
         self._next = self._low
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def bind(self, protocol: RtpPort) -> tuple[asyncio.DatagramTransport, int]:
-        """Bind `protocol` to the next free even port; OSError when the range is exhausted."""
-        loop = asyncio.get_running_loop()
-        span = (self._high - self._low) // 2
-        for _ in range(span):
-            port = self._next
-            self._next = port + 2 if port + 2 < self._high else self._low
-            try:
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: protocol, local_addr=(self.host, port)
-                )
-            except OSError:
-                continue
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RTP_SOCKET_BUFFER_BYTES)
-                except OSError as exc:  # a smaller buffer still works, it just drops sooner
-                    log.debug("cannot enlarge RTP socket buffer: %s", exc)
-            return transport, port
-        raise OSError(f"no free RTP port in {self._low}-{self._high}")
-
     def bridge_now(self, payload_types: Iterable[int] = ()) -> RtpBridge:
         """A bridge whose ports are bound at once (the B2BUA needs them for the SDP it is
         writing); the sockets join the event loop a moment later, and packets that arrive
@@ -180,6 +159,7 @@ class PortAllocator:
             task = loop.create_task(self._attach(bridge, protocol, sock))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            bridge.attaching.append(task)
         return bridge
 
     def _bind_socket(self) -> tuple[socket.socket, int]:
@@ -228,14 +208,7 @@ class PortAllocator:
                 await task
 
     async def bridge(self, payload_types: Iterable[int]) -> RtpBridge:
-        """Two ports joined back to back for a call whose legs negotiated `payload_types`."""
-        allowed = tuple(payload_types)
-        a, b = RtpPort(allowed), RtpPort(allowed)
-        a.other, b.other = b, a
-        a_transport, a_port = await self.bind(a)
-        try:
-            b_transport, b_port = await self.bind(b)
-        except OSError:
-            a_transport.close()
-            raise
-        return RtpBridge(a, b, a_port, b_port, [a_transport, b_transport])
+        """`bridge_now`, returning once both ports have joined the event loop."""
+        bridge = self.bridge_now(payload_types)
+        await asyncio.gather(*bridge.attaching)
+        return bridge

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -34,7 +32,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _children import spawn, stop, stop_all, stop_children_on_exit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOAD_GENERATOR = Path(__file__).resolve().parent / "_rtp_load.py"
@@ -119,55 +121,9 @@ def run_relay_child() -> int:
 
 # --- children ------------------------------------------------------------------------------------
 
-_children: list[subprocess.Popen[bytes]] = []
-
 
 def _pin_to_relay_cpu() -> None:
     os.sched_setaffinity(0, {RELAY_CPU})
-
-
-def _spawn(
-    argv: list[str], log: Path, stdout: int | IO[bytes] | None = None, pin: bool = False
-) -> subprocess.Popen[bytes]:
-    """Start a child in its own process group, stderr to a log, remembered for cleanup."""
-    with log.open("ab") as err:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=err if stdout is None else stdout,
-            stderr=err,
-            start_new_session=True,
-            preexec_fn=_pin_to_relay_cpu if pin else None,
-        )
-    _children.append(proc)
-    return proc
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate a child's process group, then kill it if it lingers."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-    if proc.stdout is not None:
-        proc.stdout.close()
-    if proc in _children:
-        _children.remove(proc)
-
-
-def _stop_all() -> None:
-    for proc in list(_children):
-        _stop(proc)
-
-
-def _on_signal(signum: int, _frame: object) -> None:
-    _stop_all()
-    sys.exit(128 + signum)
 
 
 def free_udp_port() -> int:
@@ -183,7 +139,7 @@ def free_udp_port() -> int:
 def callplane_relay(work: Path) -> Iterator[tuple[int, int]]:
     """A fresh Callplane relay on core 0; yields (control port, pid)."""
     argv = [sys.executable, str(Path(__file__).resolve()), "--serve-relay"]
-    proc = _spawn(argv, work / "callplane.log", stdout=subprocess.PIPE)
+    proc = spawn(argv, work / "callplane.log", stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().split()  # the child prints one line, then nothing
@@ -191,7 +147,7 @@ def callplane_relay(work: Path) -> Iterator[tuple[int, int]]:
             raise BenchError(f"Callplane relay did not start; see {work / 'callplane.log'}")
         yield int(line[1]), proc.pid
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 def ng_pong(port: int) -> bool:
@@ -216,7 +172,7 @@ def rtpengine_relay(work: Path) -> Iterator[tuple[int, int]]:
         "--table=-1",  # no kernel forwarding: userspace, like Callplane
         "--log-stderr",
     ]
-    proc = _spawn(argv, work / "rtpengine.log", pin=True)
+    proc = spawn(argv, work / "rtpengine.log", preexec_fn=_pin_to_relay_cpu)
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not ng_pong(port):
@@ -224,7 +180,7 @@ def rtpengine_relay(work: Path) -> Iterator[tuple[int, int]]:
                 raise BenchError(f"rtpengine did not start; see {work / 'rtpengine.log'}")
         yield port, proc.pid
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 # --- steps and the search ------------------------------------------------------------------------
@@ -303,13 +259,13 @@ class Bench:
                 f"--relay-pid={pid}",
                 f"--cpu={GENERATOR_CPU}",
             ]
-            proc = _spawn(argv, self.work / "load.log", stdout=subprocess.PIPE)
+            proc = spawn(argv, self.work / "load.log", stdout=subprocess.PIPE)
             try:
                 out, _ = proc.communicate(timeout=self.step_s + SETUP_TIMEOUT_S)
             except subprocess.TimeoutExpired as exc:
                 raise BenchError(f"load generator timed out at {calls} calls") from exc
             finally:
-                _stop(proc)
+                stop(proc)
             if proc.returncode != 0:
                 raise BenchError(f"load generator failed; see {self.work / 'load.log'}")
         time.sleep(SETTLE_S)
@@ -377,9 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(os.sched_getaffinity(0)) < 2:
         print("needs two cores: one for the relay, one for the load generator", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    atexit.register(_stop_all)
+    stop_children_on_exit()
     work = Path(tempfile.mkdtemp(prefix="rtp-relay-"))
     if args.quick:
         bench = Bench(work, STEP_S_QUICK, BISECT_STEPS_QUICK, BUDGET_S_QUICK)
@@ -397,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                 figures["rtpengine"] = measure(bench, "rtpengine", rtpengine_relay)
                 print(f"rtpengine_calls_per_core: {figures['rtpengine']}", flush=True)
     finally:
-        _stop_all()
+        stop_all()
         if args.keep:
             print(f"work dir kept: {work}", file=sys.stderr)
         else:

@@ -15,12 +15,10 @@ the uas registered (digest) before the first step. sippy's path: `b2bua --static
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import csv
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _children import spawn, stop, stop_all, stop_children_on_exit
 from _sippy_env import sippy_b2bua
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -205,49 +204,6 @@ class BenchError(RuntimeError):
     """A B2BUA or SIPp could not be set up; the message says which and why."""
 
 
-_children: list[subprocess.Popen[bytes]] = []
-
-
-def _spawn(argv: list[str], log: Path, cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start a child in its own process group, logged to a file, remembered for cleanup."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            start_new_session=True,
-        )
-    _children.append(proc)
-    return proc
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate a child's process group, then kill it if it lingers."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-    if proc in _children:
-        _children.remove(proc)
-
-
-def _stop_all() -> None:
-    for proc in list(_children):
-        _stop(proc)
-
-
-def _on_signal(signum: int, _frame: object) -> None:
-    _stop_all()
-    sys.exit(128 + signum)
-
-
 def free_port() -> int:
     """A port free for both UDP and TCP on 127.0.0.1 (SIP listens on both)."""
     for _ in range(50):
@@ -361,7 +317,7 @@ class Bench:
 
     def start_uas(self, name: str, port: int) -> subprocess.Popen[bytes]:
         argv = self.sipp(self.uas_xml, port, ["-bind_local"])
-        return _spawn(argv, self.work / f"{name}-uas.log", cwd=self.work)
+        return spawn(argv, self.work / f"{name}-uas.log", cwd=self.work)
 
     def register(self, server_port: int, uas_port: int) -> None:
         """Register extension 1001 with the uas's address as its contact (digest, RFC 3261 §22)."""
@@ -410,14 +366,13 @@ class Bench:
             ],
         )
         started = time.monotonic()
-        proc = _spawn(argv, self.work / f"{name}-step{self._step_no}.log", cwd=self.work)
+        proc = spawn(argv, self.work / f"{name}-step{self._step_no}.log", cwd=self.work)
         try:
             proc.wait(timeout=timeout_s + 10)
         except subprocess.TimeoutExpired:
-            _stop(proc)
+            stop(proc)
         wall_s = time.monotonic() - started
-        if proc in _children:
-            _children.remove(proc)
+        stop(proc)  # exited: forget it
         successful, failed = _read_stats(stats)
         result = StepResult(rate, calls, successful, failed, wall_s, self.step_s)
         verdict = "held" if result.held else "failed"
@@ -483,13 +438,13 @@ def sippy_target(bench: Bench) -> Iterator[tuple[int, int]]:
         "-L",
         str(log),
     ]
-    proc = _spawn(argv, run_dir / "sippy-stdout.log", cwd=bench.work)
+    proc = spawn(argv, run_dir / "sippy-stdout.log", cwd=bench.work)
     try:
         wait_ready(port, proc, run_dir / "sippy-stdout.log")
         yield port, proc.pid
     finally:
-        _stop(proc)
-        _stop(uas)
+        stop(proc)
+        stop(uas)
 
 
 CALLPLANE_CONFIG = """tenants:
@@ -545,7 +500,7 @@ def callplane_target(bench: Bench, uac_port: int) -> Iterator[tuple[int, int]]:
         "--digest-algorithms",
         "MD5",  # SIPp answers MD5 challenges only
     ]
-    proc = _spawn(serve, log, cwd=REPO_ROOT)
+    proc = spawn(serve, log, cwd=REPO_ROOT)
     uas: subprocess.Popen[bytes] | None = None
     try:
         wait_ready(port, proc, log)
@@ -554,9 +509,9 @@ def callplane_target(bench: Bench, uac_port: int) -> Iterator[tuple[int, int]]:
         time.sleep(0.5)
         yield port, proc.pid
     finally:
-        _stop(proc)
+        stop(proc)
         if uas is not None:
-            _stop(uas)
+            stop(uas)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -609,9 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("sipp") is None:
         print("sipp not found (Debian package sip-tester)", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    atexit.register(_stop_all)
+    stop_children_on_exit()
     work = Path(tempfile.mkdtemp(prefix="sip-cps-"))
     if args.quick:
         bench = Bench(work, STEP_S_QUICK, BISECT_STEPS_QUICK, BUDGET_S_QUICK)
@@ -629,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
             figures["sippy"] = measure(bench, "sippy", lambda: sippy_target(bench), uac_port)
             print(f"sippy_cps: {figures['sippy']}", flush=True)
     finally:
-        _stop_all()
+        stop_all()
         if args.keep:
             print(f"work dir kept: {work}", file=sys.stderr)
         else:

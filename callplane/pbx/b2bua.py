@@ -237,7 +237,7 @@ class B2bua:
         call, leg = entry
         if leg.final is None and leg.invite.method == "INVITE" and tx.method == "INVITE":
             reason = "Request Timeout" if status == 408 else "Service Unavailable"
-            self._fork_failed(call, leg, _synthetic(leg.invite, status, reason), now)
+            self._fork_failed(call, leg, make_response(leg.invite, status, reason), now)
 
     def on_stray_response(self, response: Response, now: float) -> None:
         """A 2xx to an INVITE whose transaction is gone: re-ACK it from its dialog (§13.2.2.4)."""
@@ -273,7 +273,7 @@ class B2bua:
                 return
             # The challenge was for our credentials, not the caller's: a 401/407 passed back
             # would lack the challenge RFC 3261 §22.3 requires and ask the caller to retry.
-            response = _synthetic(leg.invite, 403, "Callee Authentication Failed")
+            response = make_response(leg.invite, 403, "Callee Authentication Failed")
         self._fork_failed(call, leg, response, now)
 
     def _retry_with_auth(self, call: Call, leg: Leg, response: Response) -> bool:
@@ -631,10 +631,6 @@ def _with_cseq(relay: Relay, response: Response) -> Request:
     headers = Headers()
     headers.add("CSeq", f"{response.cseq.seq} INVITE")
     return Request("INVITE", "sip:invalid", headers)
-
-
-def _synthetic(invite: Request, status: int, reason: str) -> Response:
-    return make_response(invite, status, reason)
 
 
 def _best_failure(failures: list[Response]) -> Response:

@@ -21,7 +21,6 @@ from callplane.core.sip.dialog import new_tag
 from callplane.core.sip.errors import SipParseError
 from callplane.core.sip.message import Request, Response, make_response
 from callplane.core.sip.transaction import TxKey
-from callplane.core.sip.uri import parse_uri
 from callplane.pbx.auth import Authenticator
 from callplane.pbx.b2bua import ALLOW, B2bua, Destination
 from callplane.pbx.endpoint import Endpoint
@@ -34,6 +33,7 @@ log = logging.getLogger("callplane.pbx")
 OUTBOUND_RING_TIMEOUT_S = 120  # carriers give up on unanswered calls after about two minutes
 SUPPORTED_OPTION_TAGS = frozenset({"path", "outbound"})  # RFC 3261 §8.2.2.3: what Require may ask
 IN_DIALOG_ONLY = frozenset({"BYE", "UPDATE", "INFO", "PRACK"})
+ALLOWED_METHODS = frozenset(ALLOW.split(", "))
 
 
 class Pbx:
@@ -91,7 +91,7 @@ class Pbx:
 
     def _dispatch(self, tx: TxKey, request: Request, source: Address, now: float) -> None:
         method = request.method
-        if method not in ALLOW.split(", "):
+        if method not in ALLOWED_METHODS:
             self._reply(tx, request, 501, headers=[("Allow", ALLOW)])
             return
         hops = request.headers.get("Max-Forwards")
@@ -387,11 +387,7 @@ def _source_key(entry: str) -> tuple[str, int | None]:
 
 def _user(request: Request) -> str:
     """The dialled string: the Request-URI's user part (RFC 3261 §19.1.1), %-decoded."""
-    try:
-        uri = parse_uri(request.uri)
-    except SipParseError:
-        return ""
-    return uri.user_unescaped or ""
+    return request.request_uri.user_unescaped or ""
 
 
 def _display(request: Request) -> str | None:

@@ -179,19 +179,26 @@ def test_unknown_method_is_501_with_allow(server: RunningServer) -> None:
 # -- callers who are not who they say -----------------------------------------------------------
 
 
-def test_did_call_from_an_unknown_source_is_refused_and_never_routed(
-    server: RunningServer, sipp_dir: Path, uas_factory: Callable[..., SippUas]
-) -> None:
+def _answering_phone(
+    server: RunningServer, sipp_dir: Path, uas_factory: Callable[..., SippUas], number: str
+) -> SippUas:
+    """A SIPp phone registered as `number` that would answer any call it gets."""
     port = free_udp_tcp_port()
     registered = register_phone(
         server.target,
         work_dir=sipp_dir,
-        number="1001",
-        password=extension_password("1001"),
+        number=number,
+        password=extension_password(number),
         local_port=port,
     )
     assert registered.ok, registered.explain()
-    phone = uas_factory("uas_answer.xml", local_port=port, service="1001", timeout_s=10)
+    return uas_factory("uas_answer.xml", local_port=port, service=number, timeout_s=10)
+
+
+def test_did_call_from_an_unknown_source_is_refused_and_never_routed(
+    server: RunningServer, sipp_dir: Path, uas_factory: Callable[..., SippUas]
+) -> None:
+    phone = _answering_phone(server, sipp_dir, uas_factory, "1001")
     with SipClient(server.sip_port) as intruder:
         reply = _invite(intruder, PROVIDER_DID, user="+33999999999", password=None)
     assert reply is not None and reply.status in (401, 403, 407), reply
@@ -204,16 +211,7 @@ def test_did_call_from_an_unknown_source_is_refused_and_never_routed(
 def test_offer_with_no_codec_callplane_carries_gets_488_and_never_rings(
     server: RunningServer, sipp_dir: Path, uas_factory: Callable[..., SippUas]
 ) -> None:
-    port = free_udp_tcp_port()
-    registered = register_phone(
-        server.target,
-        work_dir=sipp_dir,
-        number="1002",
-        password=extension_password("1002"),
-        local_port=port,
-    )
-    assert registered.ok, registered.explain()
-    phone = uas_factory("uas_answer.xml", local_port=port, service="1002", timeout_s=10)
+    phone = _answering_phone(server, sipp_dir, uas_factory, "1002")
     g729_only = SDP.replace(
         b"RTP/AVP 0\r\na=rtpmap:0 PCMU/8000", b"RTP/AVP 18\r\na=rtpmap:18 G729/8000"
     )
